@@ -1,0 +1,120 @@
+"""Reads with the contract's schema and writes that never leave half a dataset behind.
+
+Every write goes to a hidden sibling folder (`.tmp-<name>-<uuid>`) and is moved into place only once
+complete; the folder it replaces is moved aside first and deleted after, so a reader sees the old
+or the new partition, never a mix. File operations go through fsspec so that a URI root works too.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import fsspec
+
+log = logging.getLogger(__name__)
+
+
+def fs_for(path: str):
+    fs, local = fsspec.core.url_to_fs(path)
+    return fs, local
+
+
+def exists(path: str) -> bool:
+    fs, p = fs_for(path)
+    return fs.exists(p)
+
+
+def has_data(path: str) -> bool:
+    """True when the folder holds at least one data file (not only hidden/underscore files)."""
+    fs, p = fs_for(path)
+    if not fs.exists(p):
+        return False
+    return any(not posixpath.basename(f).startswith(("_", ".")) for f in fs.find(p))
+
+
+def data_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
+    fs, p = fs_for(path)
+    if not fs.exists(p):
+        return []
+    return sorted(f for f in fs.find(p) if f.endswith(suffixes) and not posixpath.basename(f).startswith(("_", ".")))
+
+
+@contextmanager
+def atomic_dir(final: str) -> Iterator[str]:
+    """Yields a temporary folder path; on success it replaces `final` whole, on error it is removed."""
+    fs, final_p = fs_for(final)
+    parent, name = posixpath.split(final_p.rstrip("/"))
+    tmp = posixpath.join(parent, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+    fs.makedirs(parent, exist_ok=True)
+    prefix = final[: len(final) - len(final_p)] if final.endswith(final_p) else ""
+    try:
+        yield prefix + tmp
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+        raise
+    old = None
+    if fs.exists(final_p):
+        old = posixpath.join(parent, f".old-{name}-{uuid.uuid4().hex[:8]}")
+        fs.mv(final_p, old, recursive=True)
+    fs.mv(tmp, final_p, recursive=True)
+    if old:
+        fs.rm(old, recursive=True)
+
+
+def write_json(path: str, obj) -> None:
+    """Atomic small-file write (run summaries, pointers)."""
+    fs, p = fs_for(path)
+    fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    tmp = p + f".tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, default=str)
+    fs.mv(tmp, p)
+
+
+def read_json(path: str, default=None):
+    fs, p = fs_for(path)
+    if not fs.exists(p):
+        return default
+    with fs.open(p) as f:
+        return json.load(f)
+
+
+def write_spark_parquet(df, final: str, partition_by: list[str] | None = None) -> str:
+    """Writes a DataFrame as Parquet to `final` atomically (whole folder replaced)."""
+    with atomic_dir(final) as tmp:
+        writer = df.write.mode("overwrite")
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.parquet(tmp)
+    return final
+
+
+def write_arrow_parquet(table, final: str, file_name: str = "part-00000.parquet") -> str:
+    """Writes a pyarrow Table as one Parquet file in folder `final`, atomically."""
+    import pyarrow.parquet as pq
+
+    with atomic_dir(final) as tmp:
+        fs, p = fs_for(tmp)
+        fs.makedirs(p, exist_ok=True)
+        with fs.open(posixpath.join(p, file_name), "wb") as f:
+            pq.write_table(table, f)
+    return final
+
+
+def read_spark_parquet(spark, paths: str | list[str], schema_name: str | None = None):
+    """Reads Parquet folders, with the contract schema when given; a missing path is a clear error."""
+    from schemas import load
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    missing = [p for p in paths if not exists(p)]
+    if missing:
+        raise FileNotFoundError(f"no data at {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+    reader = spark.read
+    if schema_name:
+        reader = reader.schema(load(schema_name).spark())
+    return reader.parquet(*paths)

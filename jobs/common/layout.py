@@ -1,0 +1,65 @@
+"""Where every dataset lives under DATA_ROOT: the contract's folders plus the pipeline's own.
+
+All paths are strings so that a URI (`s3a://bucket/recs`) works the same as a local folder.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+def day(value: str | dt.date) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+
+
+def window(run_date: str | dt.date, days: int) -> list[str]:
+    """The `days` ISO dates ending on `run_date`, oldest first."""
+    end = day(run_date)
+    return [(end - dt.timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: str
+
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    # contract inputs
+    def raw(self, dataset: str, ds: str | None = None) -> str:
+        return self._p("raw", dataset) if ds is None else self._p("raw", dataset, f"dt={ds}")
+
+    # pipeline-internal, one folder per dataset partitioned by dt
+    def validated(self, dataset: str, ds: str | None = None) -> str:
+        return self._p("validated", dataset) if ds is None else self._p("validated", dataset, f"dt={ds}")
+
+    def quarantine(self, dataset: str, ds: str | None = None) -> str:
+        return self._p("quarantine", dataset) if ds is None else self._p("quarantine", dataset, f"dt={ds}")
+
+    def identity_state(self, ds: str) -> str:
+        return self._p("state", "identity", f"dt={ds}")
+
+    def interactions(self, ds: str) -> str:
+        return self._p("interactions", f"dt={ds}")
+
+    def model(self, ds: str) -> str:
+        return self._p("models", f"dt={ds}")
+
+    def candidates(self, ds: str) -> str:
+        return self._p("candidates", f"dt={ds}")
+
+    # contract outputs
+    def recommendations(self, ds: str) -> str:
+        return self._p("recommendations", f"dt={ds}")
+
+    def identity(self, ds: str) -> str:
+        return self._p("identity", f"dt={ds}")
+
+    def kv(self) -> str:
+        return self._p("exports", "kv")
+
+    def reports(self, ds: str) -> str:
+        return self._p("reports", f"dt={ds}")
+
+    def truth(self, name: str) -> str:
+        return self._p("truth", name)

@@ -1,0 +1,231 @@
+"""One typed, validated config object for a run.
+
+`conf/default.yaml` holds every key with its default; `load_config` layers a user file and
+`--set key=value` overrides on top and checks each key and type, so a typo fails loudly with the key's name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist or a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class EventWeights:
+    product_view: float
+    category_view: float
+    search: float
+    add_to_cart: float
+    remove_from_cart: float
+    purchase: float
+    return_: float  # `return` in YAML
+    login: float
+    rec_impression: float
+    rec_click: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name.rstrip("_"): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class InteractionsConfig:
+    half_life_days: float
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    on_volume_anomaly: str
+    late_arrival_hours: float
+    max_quarantine_share: float
+    volume_min_ratio: float
+    device_min_ratio: float
+    min_catalog_category_coverage: float
+    min_catalog_price_coverage: float
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    hub_max_accounts: int
+    max_iterations: int
+
+
+@dataclass(frozen=True)
+class AlsConfig:
+    factors: int
+    iterations: int
+    regularization: float
+    alpha: float
+    threads: int
+
+
+@dataclass(frozen=True)
+class CandidatesConfig:
+    n: int
+    scann_brute_force_below: int
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    relevance_weight: float
+    popularity_weight: float
+    margin_weight: float
+    max_per_category: int
+
+
+@dataclass(frozen=True)
+class SegmentsConfig:
+    dimensions: tuple[str, ...]
+    min_events: int
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    id: str
+    variants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str
+    shuffle_partitions: int
+    driver_memory: str
+
+
+@dataclass(frozen=True)
+class RecsConfig:
+    window_days: int
+    top_n: int
+    seed: int
+    event_weights: EventWeights
+    interactions: InteractionsConfig
+    quality: QualityConfig
+    identity: IdentityConfig
+    als: AlsConfig
+    candidates: CandidatesConfig
+    rank: RankConfig
+    segments: SegmentsConfig
+    experiment: ExperimentConfig
+    spark: SparkConfig
+    data_root: str = ""
+
+    def fingerprint(self) -> str:
+        """Short hash of every setting that shapes the output (not where it is written)."""
+        d = dataclasses.asdict(self)
+        d.pop("data_root")
+        d.pop("spark")
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:10]
+
+    def replace(self, **changes) -> "RecsConfig":
+        return dataclasses.replace(self, **changes)
+
+
+_CHOICES = {("quality", "on_volume_anomaly"): ("fail", "warn")}
+
+
+def _yaml_key(f: dataclasses.Field) -> str:
+    return f.name.rstrip("_")
+
+
+def _coerce(value, tp, key: str):
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
+        (inner, _) = typing.get_args(tp)
+        return tuple(_coerce(v, inner, key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key {key!r}: unsupported type {tp}")
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key {prefix.rstrip('.')!r}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {_yaml_key(f): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; known keys here: {sorted(fields)}")
+    kwargs = {}
+    for key, f in fields.items():
+        full = prefix + key
+        if key not in raw:
+            if f.default is not dataclasses.MISSING:
+                continue
+            raise ConfigError(f"config key {full!r} is missing")
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, raw[key], full + ".")
+        else:
+            value = _coerce(raw[key], tp, full)
+            choices = _CHOICES.get(tuple(full.split(".")))
+            if choices and value not in choices:
+                raise ConfigError(f"config key {full!r}: {value!r} is not one of {choices}")
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, text: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for i, k in enumerate(keys[:-1]):
+        if k not in node or not isinstance(node[k], dict):
+            raise ConfigError(f"unknown config key {'.'.join(keys[: i + 1])!r} in --set {dotted}={text}")
+        node = node[k]
+    if keys[-1] not in node:
+        raise ConfigError(f"unknown config key {dotted!r} in --set {dotted}={text}; "
+                          f"known keys here: {sorted(node)}")
+    node[keys[-1]] = yaml.safe_load(text) if text != "" else ""
+
+
+def _merge(base: dict, top: dict, prefix: str = "") -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        if k not in base:
+            raise ConfigError(f"unknown config key {prefix + k!r}; known keys here: {sorted(base)}")
+        out[k] = _merge(base[k], v, prefix + k + ".") if isinstance(v, dict) and isinstance(base[k], dict) else v
+    return out
+
+
+def load_config(conf_file: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                data_root: str | None = None) -> RecsConfig:
+    """Defaults, then `conf_file`, then `key=value` overrides; validated into a `RecsConfig`."""
+    tree = yaml.safe_load(DEFAULT_CONF.read_text())
+    if conf_file:
+        user = yaml.safe_load(Path(conf_file).read_text()) or {}
+        tree = _merge(tree, user)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        _set_dotted(tree, k.strip(), v.strip())
+    if data_root is not None:
+        tree["data_root"] = str(data_root)
+    return _build(RecsConfig, tree)

@@ -1,0 +1,53 @@
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RECS_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config):
+    # Before anything imports airflow: its settings are read at first import.
+    os.environ.update(
+        AIRFLOW_HOME=tempfile.mkdtemp(prefix="airflow-"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__UNIT_TEST_MODE="True",
+        GX_ANALYTICS_ENABLED="false",
+        OPENBLAS_NUM_THREADS="1",
+        PYARROW_IGNORE_TIMEZONE="1",
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[1]").appName("recs-tests")
+         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+         .config("spark.sql.shuffle.partitions", "1").config("spark.default.parallelism", "1")
+         .config("spark.sql.session.timeZone", "UTC")
+         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+         .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("wh"))).getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    """Default config pointed at a fresh temporary DATA_ROOT, with test-sized Spark settings."""
+    from jobs.config import load_config
+
+    return load_config(data_root=str(tmp_path / "data"),
+                       overrides=["spark.master=local[1]", "spark.shuffle_partitions=1", "spark.driver_memory=1g"])
+
+
+def rows(df, *cols):
+    """Sorted list of tuples of a Spark DataFrame's columns (stands in for the broken assertDataFrameEqual)."""
+    sel = df.select(*cols) if cols else df
+    return sorted(tuple(r) for r in sel.collect())
