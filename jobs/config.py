@@ -58,6 +58,8 @@ class QualityConfig:
 class IdentityConfig:
     hub_max_accounts: int
     max_iterations: int
+    email_max_accounts: int
+    email_max_devices: int
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,12 @@ def rows(df, *cols):
     """Sorted list of tuples of a Spark DataFrame's columns (stands in for the broken assertDataFrameEqual)."""
     sel = df.select(*cols) if cols else df
     return sorted(tuple(r) for r in sel.collect())
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated SQLite metadata DB in this session's AIRFLOW_HOME (a few seconds, once)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)

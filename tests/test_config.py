@@ -8,7 +8,7 @@ def test_defaults_hold_the_contract_keys():
     assert cfg.window_days == 90 and cfg.top_n == 20
     assert cfg.event_weights.as_dict()["purchase"] > cfg.event_weights.as_dict()["product_view"] > 0
     assert cfg.quality.on_volume_anomaly in ("fail", "warn")
-    assert (cfg.als.factors, cfg.candidates.n) == (64, 100)
+    assert (cfg.als.factors, cfg.candidates.n) == (64, 50)
 
 
 def test_set_overrides_typed_values():

@@ -118,3 +118,12 @@ def read_spark_parquet(spark, paths: str | list[str], schema_name: str | None = 
     if schema_name:
         reader = reader.schema(load(schema_name).spark())
     return reader.parquet(*paths)
+
+
+def promote(staged: str, final: str) -> str:
+    """Moves a complete staged folder into `final`, replacing what was there in one step."""
+    fs, staged_p = fs_for(staged)
+    with atomic_dir(final) as tmp:
+        _, tmp_p = fs_for(tmp)
+        fs.mv(staged_p, tmp_p, recursive=True)
+    return final

@@ -42,6 +42,18 @@ class Layout:
     def interactions(self, ds: str) -> str:
         return self._p("interactions", f"dt={ds}")
 
+    def persons(self, ds: str) -> str:
+        """Persons active in the window with their latest context (country, device_type)."""
+        return self._p("persons", f"dt={ds}")
+
+    def segments(self, ds: str) -> str:
+        """Popular-item lists per segment, longer than top_n: the fallback candidates."""
+        return self._p("segments", f"dt={ds}")
+
+    def staged_recommendations(self, ds: str) -> str:
+        """Ranked lists waiting for the output checks and the model gate before publish."""
+        return self._p("staging", "recommendations", f"dt={ds}")
+
     def model(self, ds: str) -> str:
         return self._p("models", f"dt={ds}")
 

@@ -1,0 +1,68 @@
+"""Nightly recommendations: one task per stage of `jobs.pipeline.STAGES`, for the run's logical date.
+
+The DAG file imports only the Airflow SDK and the standard library: Spark, implicit, ScaNN and GX are
+imported inside the tasks. Tasks exchange only the run date (XCom) and write to DATA_ROOT, so each task
+is a transaction that a re-run overwrites. The scheduled run at 02:00 UTC on day D+1 processes day D.
+
+Params: `data_root` (default: the RECS_DATA_ROOT environment variable), `conf` (a YAML file layered on
+conf/default.yaml), `overrides` (list of key=value), `ds` (a date to run instead of the logical date).
+Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pendulum
+from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
+
+STAGES = ("validate", "stitch", "interactions", "train", "retrieve", "rank", "publish")  # = jobs.pipeline.STAGES
+RECOMMENDATIONS = Asset(name="recs_recommendations", uri="file:///recs/recommendations")
+
+
+@dag(
+    dag_id="nightly_recommendations",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", interval=dt.timedelta(days=1)),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 0},
+    tags=["recs"],
+    params={
+        "data_root": Param(os.environ.get("RECS_DATA_ROOT", ""), type="string",
+                           description="DATA_ROOT folder or URI"),
+        "conf": Param(None, type=["null", "string"], description="YAML config file layered on the defaults"),
+        "overrides": Param([], type="array", description="config overrides, key=value"),
+        "ds": Param(None, type=["null", "string"], format="date", description="run this date instead"),
+    },
+)
+def nightly_recommendations():
+    @task
+    def resolve_run_date(params=None, data_interval_start=None) -> str:
+        if params.get("ds"):
+            return params["ds"]
+        if data_interval_start is None:  # a manual run without a logical date
+            raise ValueError("manual run: pass conf {'ds': 'YYYY-MM-DD'}")
+        return data_interval_start.strftime("%Y-%m-%d")
+
+    def stage_task(stage: str):
+        @task(task_id=stage, outlets=[RECOMMENDATIONS] if stage == "publish" else [])
+        def run_stage(run_date: str, params=None) -> str:
+            from jobs.config import load_config
+            from jobs.pipeline import run_stage as run_one
+
+            if not params.get("data_root"):
+                raise ValueError("no data_root: set the DAG param or RECS_DATA_ROOT")
+            cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
+                              data_root=params["data_root"])
+            run_one(stage, cfg, run_date)
+            return run_date  # the next stage's input: data flows through DATA_ROOT, not XCom
+
+        return run_stage
+
+    run_date = resolve_run_date()
+    for stage in STAGES:
+        run_date = stage_task(stage)(run_date)
+
+
+nightly_recommendations()

@@ -1,0 +1,93 @@
+"""Stage 3: events -> decay-weighted person x item confidence.
+
+Each item event contributes `event_weights[event_type] * 0.5 ** (age_days / half_life_days)`, where age is
+counted from the end of the run's day. Weights are summed per (person, item); pairs whose sum is not
+positive are dropped (a viewed-then-removed item, a purchase that was returned). `purchased` is true when
+the person's purchases of the item outnumber their returns in the window: that is what "already bought"
+means for retrieval and for the output checks.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.common import io
+from jobs.common.layout import Layout, window
+
+log = logging.getLogger(__name__)
+
+ITEM_EVENT_TYPES = ("product_view", "add_to_cart", "remove_from_cart", "purchase", "return",
+                    "rec_impression", "rec_click")
+
+
+def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[str, float],
+                       half_life_days: float) -> DataFrame:
+    """Decay-weighted (person_id, item_id) confidence from events that carry a `person_id`. Pure: no I/O.
+
+    Returns columns person_id, item_id, weight (> 0), purchased (bool), last_time.
+    """
+    weighted = {t: w for t, w in event_weights.items() if t in ITEM_EVENT_TYPES and w != 0}
+    weight_of = F.lit(0.0)
+    for event_type, w in sorted(weighted.items()):
+        weight_of = F.when(F.col("event_type") == event_type, F.lit(float(w))).otherwise(weight_of)
+    day_end = F.to_timestamp(F.lit(f"{run_date} 23:59:59"))
+    age_days = (F.unix_timestamp(day_end) - F.unix_timestamp("event_time")) / 86400.0
+    decay = F.pow(F.lit(0.5), F.greatest(age_days, F.lit(0.0)) / F.lit(float(half_life_days)))
+    item_events = (events
+                   .where(F.col("person_id").isNotNull() & F.col("item_id").isNotNull()
+                          & F.col("event_type").isin(*ITEM_EVENT_TYPES))
+                   .where(F.col("event_time") < day_end + F.expr("INTERVAL 1 SECOND")))
+    per_pair = (item_events
+                .groupBy("person_id", "item_id")
+                .agg(F.sum(weight_of * decay).alias("weight"),
+                     F.sum(F.when(F.col("event_type") == "purchase", 1).when(F.col("event_type") == "return", -1)
+                           .otherwise(0)).alias("net_purchases"),
+                     F.max("event_time").alias("last_time")))
+    return (per_pair.where(F.col("weight") > 0)
+            .select("person_id", "item_id", F.col("weight").cast("double"),
+                    (F.col("net_purchases") > 0).alias("purchased"), "last_time"))
+
+
+def active_persons(events: DataFrame) -> DataFrame:
+    """One row per person seen in the window: latest known country and device_type, first and last time."""
+    latest = lambda c: F.max_by(F.col(c), F.when(F.col(c).isNotNull(), F.col("event_time"))).alias(c)
+    return (events.where(F.col("person_id").isNotNull())
+            .groupBy("person_id")
+            .agg(latest("country"), latest("device_type"), F.min("event_time").alias("first_seen"),
+                 F.max("event_time").alias("last_seen"), F.count("*").alias("events")))
+
+
+def read_window_events(spark: SparkSession, cfg, run_date: str, columns: list[str] | None = None) -> DataFrame:
+    """Validated events of the training window (days without a validated folder are skipped)."""
+    layout = Layout(cfg.data_root)
+    paths = [layout.validated("events", d) for d in window(run_date, cfg.window_days)]
+    paths = [p for p in paths if io.has_data(p)]
+    if not paths:
+        raise FileNotFoundError(f"no validated events in the {cfg.window_days} days ending {run_date} "
+                                f"under {layout.validated('events')}")
+    df = io.read_spark_parquet(spark, paths, "events")
+    return df.select(*columns) if columns else df
+
+
+def run(spark: SparkSession, cfg, run_date: str) -> dict:
+    from jobs import stitch
+
+    started = time.time()
+    layout = Layout(cfg.data_root)
+    events = read_window_events(spark, cfg, run_date)
+    attributed = (stitch.attribute_events(events, stitch.load_state(spark, cfg, run_date))
+                  .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
+    interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),
+                                      half_life_days=cfg.interactions.half_life_days)
+    out = layout.interactions(run_date)
+    io.write_spark_parquet(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"), out)
+    io.write_spark_parquet(active_persons(attributed).coalesce(1), layout.persons(run_date))
+    attributed.unpersist()
+    written = spark.read.parquet(out)
+    stats = written.agg(F.count("*").alias("pairs"), F.countDistinct("person_id").alias("persons"),
+                        F.countDistinct("item_id").alias("items"),
+                        F.sum(F.col("purchased").cast("int")).alias("purchased_pairs")).first().asDict()
+    return {"path": out, **stats, "seconds": round(time.time() - started, 1)}

@@ -1,0 +1,164 @@
+"""The key-value export for lookup serving: immutable versions, switched in one atomic step.
+
+Layout under `DATA_ROOT/exports/kv/`:
+
+    versions/<version>/store.sqlite   one immutable SQLite file per published night
+    CURRENT                           JSON {"version": ..., "previous": ...}, replaced atomically (rename)
+
+SQLite is the embedded store because it gives indexed point lookups in microseconds from a single file,
+needs no server, and every Python has it. Readers open the file `immutable=1` read-only; a version is
+never modified after CURRENT points at it, and the previous version is kept for rollback.
+
+Tables: `ids(id, id_type, person_id)`, `lists(subject_key, items)` where subject_key is
+`person:<person_id>` or `segment:<key>` and items is JSON `[[item_id, score], ...]` in rank order, and
+`meta(key, value)`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs.common import io
+
+GLOBAL = "global"
+
+
+def _local(path: str) -> Path:
+    fs, p = io.fs_for(path)
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "file" not in protocols:
+        raise ValueError(f"the embedded key-value store needs a local DATA_ROOT, got {path}; use Redis for others")
+    return Path(p)
+
+
+def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict, keep: int = 3) -> str:
+    """Writes a new version from Spark DataFrames (streamed to the driver partition by partition, never
+    collected whole) and returns its name. Does not switch CURRENT."""
+    from pyspark.sql import functions as F
+
+    root = _local(kv_root)
+    version = f"{meta['run_date']}-{uuid.uuid4().hex[:8]}"
+    tmp = root / "versions" / f".tmp-{version}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(tmp / "store.sqlite")
+    try:
+        con.executescript("""
+            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+            CREATE TABLE ids (id TEXT NOT NULL, id_type TEXT NOT NULL, person_id TEXT NOT NULL,
+                              PRIMARY KEY (id, id_type)) WITHOUT ROWID;
+            CREATE TABLE lists (subject_key TEXT PRIMARY KEY, items TEXT NOT NULL) WITHOUT ROWID;
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);""")
+        per_list = (recommendations
+                    .groupBy("subject_type", "subject_id")
+                    .agg(F.to_json(F.transform(F.array_sort(F.collect_list(F.struct("rank", "item_id", "score"))),
+                                               lambda x: F.array(x["item_id"], x["score"].cast("string"))))
+                         .alias("items"))
+                    .select(F.concat_ws(":", "subject_type", "subject_id").alias("k"), "items"))
+        _insert(con, "INSERT INTO lists VALUES (?, ?)", per_list.toLocalIterator(prefetchPartitions=True))
+        _insert(con, "INSERT OR REPLACE INTO ids VALUES (?, ?, ?)",
+                identity.select("id", "id_type", "person_id").toLocalIterator(prefetchPartitions=True))
+        con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
+        con.commit()
+    finally:
+        con.close()
+    os.replace(tmp, root / "versions" / version)
+    _prune(root, keep=keep)
+    return version
+
+
+def _insert(con, sql: str, rows, batch: int = 20_000) -> None:
+    buf = []
+    for r in rows:
+        buf.append(tuple(r))
+        if len(buf) >= batch:
+            con.executemany(sql, buf)
+            buf.clear()
+    if buf:
+        con.executemany(sql, buf)
+
+
+def current(kv_root: str) -> dict | None:
+    return io.read_json(f"{kv_root}/CURRENT")
+
+
+def switch_current(kv_root: str, version: str) -> dict:
+    """Points readers at `version` in one atomic rename; the old version stays as `previous`."""
+    before = current(kv_root) or {}
+    pointer = {"version": version, "previous": before.get("version")}
+    io.write_json(f"{kv_root}/CURRENT", pointer)
+    return pointer
+
+
+def _prune(root: Path, *, keep: int) -> None:
+    """Deletes old versions beyond `keep`, never the current or previous one."""
+    pointer = io.read_json(str(root / "CURRENT"), {}) or {}
+    protected = {pointer.get("version"), pointer.get("previous")}
+    versions = sorted(p for p in (root / "versions").iterdir() if not p.name.startswith("."))
+    for old in versions[:-keep]:
+        if old.name not in protected:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+
+
+@dataclass
+class KVReader:
+    """Lookups against the current version (or a pinned one)."""
+    kv_root: str
+    version: str | None = None
+
+    def __post_init__(self):
+        pointer = current(self.kv_root)
+        if self.version is None:
+            if not pointer:
+                raise FileNotFoundError(f"no published key-value version under {self.kv_root} (CURRENT missing): "
+                                        "run `recs run` first")
+            self.version = pointer["version"]
+        path = _local(self.kv_root) / "versions" / self.version / "store.sqlite"
+        if not path.exists():
+            raise FileNotFoundError(f"key-value version {self.version} is missing at {path}")
+        self._con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self.meta = {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM meta")}
+
+    def _list(self, key: str):
+        row = self._con.execute("SELECT items FROM lists WHERE subject_key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def person_of(self, id_: str) -> str | None:
+        row = self._con.execute("SELECT person_id FROM ids WHERE id = ? ORDER BY id_type = 'user_id' DESC LIMIT 1",
+                                (id_,)).fetchone()
+        return row[0] if row else None
+
+    def segment_candidates(self, country: str | None, device_type: str | None) -> list[str]:
+        ctx = {"country": country, "device_type": device_type}
+        dims = [d for d in self.meta.get("segment_dimensions", ["country", "device_type"])]
+        from jobs.rank import segment_keys
+
+        keys = []
+        for combo in segment_keys(tuple(dims)):
+            if all(ctx.get(d) for d in combo):
+                keys.append("/".join(f"{d}={ctx[d]}" for d in combo) if combo else GLOBAL)
+        return keys
+
+    def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
+               k: int | None = None) -> dict:
+        """The storefront's answer: the person's list, else the best matching segment list, never empty."""
+        person_id = self.person_of(id_)
+        items, source = None, None
+        if person_id is not None:
+            items, source = self._list(f"person:{person_id}"), "person"
+        if not items:
+            for key in self.segment_candidates(country, device_type):
+                items = self._list(f"segment:{key}")
+                if items:
+                    source = f"segment:{key}"
+                    break
+        if not items:
+            raise LookupError(f"version {self.version} has no global segment list: the export is broken")
+        items = items[:k] if k else items
+        return {"id": id_, "person_id": person_id, "source": source,
+                "items": [{"item_id": i, "score": float(s)} for i, s in items]}

@@ -1,0 +1,61 @@
+"""The nightly run: the stages in order, shared by `recs run` and the Airflow DAG.
+
+Each stage is `module.run(spark, cfg, run_date) -> dict`; its summary lands in
+`reports/dt=D/stages/<stage>.json` and the whole run in `reports/dt=D/run_summary.json`.
+Stages talk only through files under DATA_ROOT, so any stage can be re-run alone for a date.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+import traceback
+
+from jobs.common import io
+from jobs.common.layout import Layout
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("validate", "stitch", "interactions", "train", "retrieve", "rank", "publish")
+_MODULES = {name: f"jobs.{name}" for name in STAGES}
+
+
+def run_stage(name: str, cfg, run_date: str, spark=None) -> dict:
+    """Runs one stage for `run_date` and records its summary. Builds a SparkSession if none is given."""
+    if name not in _MODULES:
+        raise ValueError(f"unknown stage {name!r}; stages: {list(STAGES)}")
+    if spark is None:
+        from jobs.common.spark import spark_session
+
+        spark = spark_session(cfg.spark, app_name=f"recs-{name}-{run_date}")
+    module = importlib.import_module(_MODULES[name])
+    started = time.time()
+    log.info("stage %s for %s: start", name, run_date)
+    summary = module.run(spark, cfg, run_date)
+    summary = {"stage": name, "run_date": run_date, "wall_seconds": round(time.time() - started, 1), **summary}
+    io.write_json(f"{Layout(cfg.data_root).reports(run_date)}/stages/{name}.json", summary)
+    log.info("stage %s for %s: done in %.1fs", name, run_date, summary["wall_seconds"])
+    return summary
+
+
+def run_all(cfg, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> dict:
+    """Runs every stage in order; on a failure records it in the run summary and re-raises."""
+    from jobs.common.spark import spark_session
+
+    spark = spark or spark_session(cfg.spark, app_name=f"recs-nightly-{run_date}")
+    report = f"{Layout(cfg.data_root).reports(run_date)}/run_summary.json"
+    summary = {"run_date": run_date, "config_fingerprint": cfg.fingerprint(), "stages": {}, "status": "running"}
+    started = time.time()
+    for name in stages:
+        try:
+            summary["stages"][name] = run_stage(name, cfg, run_date, spark=spark)
+        except Exception as exc:
+            summary.update(status="failed", failed_stage=name, error=str(exc),
+                           traceback=traceback.format_exc(limit=5), wall_seconds=round(time.time() - started, 1))
+            io.write_json(report, summary)
+            raise
+        if on_stage:
+            on_stage(name, summary["stages"][name])
+    summary.update(status="published", wall_seconds=round(time.time() - started, 1))
+    io.write_json(report, summary)
+    return summary

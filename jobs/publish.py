@@ -1,0 +1,43 @@
+"""Stage 7: check the staged lists, then publish them as the night's version.
+
+Nothing reaches the storefront unless every check passes: the output checks (quality/outputs.py) and the
+model gate (jobs/gate.py). Publishing moves the staged lists into `recommendations/dt=D/`, builds a new
+immutable key-value version and only then switches CURRENT, so a failure at any point leaves
+yesterday's version live.
+"""
+from __future__ import annotations
+
+import time
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs import kvstore
+from jobs.common import io
+from jobs.common.layout import Layout
+
+
+def run(spark: SparkSession, cfg, run_date: str) -> dict:
+    from quality import QualityGateError
+    from quality.outputs import check_recommendations, coverage_figures
+
+    started = time.time()
+    layout = Layout(cfg.data_root)
+    staged_path = layout.staged_recommendations(run_date)
+    staged = io.read_spark_parquet(spark, staged_path, "recommendations")
+    catalog = io.read_spark_parquet(spark, layout.validated("catalog", run_date), "catalog")
+    purchases = (io.read_spark_parquet(spark, layout.interactions(run_date), "interactions")
+                 .where(F.col("purchased")).select("person_id", "item_id"))
+    failures = check_recommendations(staged, catalog=catalog, purchases=purchases, top_n=cfg.top_n)
+    if failures:
+        raise QualityGateError(failures)
+    coverage = coverage_figures(staged, catalog)
+    io.promote(staged_path, layout.recommendations(run_date))
+    published = io.read_spark_parquet(spark, layout.recommendations(run_date), "recommendations")
+    identity = io.read_spark_parquet(spark, layout.identity(run_date), "identity")
+    meta = {"run_date": run_date, "model_version": published.select("model_version").first()[0],
+            "top_n": cfg.top_n, "segment_dimensions": list(cfg.segments.dimensions)}
+    version = kvstore.build_version(spark, published, identity, layout.kv(), meta=meta)
+    pointer = kvstore.switch_current(layout.kv(), version)
+    return {"recommendations": layout.recommendations(run_date), "kv_version": version,
+            "kv_previous": pointer["previous"], "coverage": coverage, "seconds": round(time.time() - started, 1)}

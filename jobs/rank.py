@@ -1,0 +1,193 @@
+"""Stage 6: candidates -> ranked lists, for each person and for each segment.
+
+Segment lists rank the window's most engaged-with available items per segment (`global`, `country=DE`,
+`device_type=ios`, `country=DE/device_type=ios`, ...); a segment needs `segments.min_events` events.
+A person's candidates are their MF candidates plus their segment's popular items (so a person with a thin
+history or no embedding still gets a full list). Each candidate is scored
+
+    relevance_weight * mf_relevance + popularity_weight * popularity + margin_weight * margin_rate
+
+where mf_relevance is the MF score min-max scaled within the person's candidates (0 for popular fill)
+and popularity is log-scaled to 0..1. Diversity: beyond `max_per_category` items of one leaf category an
+item is demoted below every item that is not, never dropped, so lists stay full.
+"""
+from __future__ import annotations
+
+import time
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs.common import io
+from jobs.common.layout import Layout, window
+
+GLOBAL = "global"
+DEMOTION = 10.0  # larger than any score spread, so demoted items sort after all others
+
+
+def segment_keys(dimensions: tuple[str, ...]) -> list[list[str]]:
+    """Key dimension sets from most to least specific: (country, device_type), (country,), (device_type,), ()."""
+    combos: list[list[str]] = [[]]
+    for d in dimensions:
+        combos += [c + [d] for c in combos]
+    return sorted(combos, key=lambda c: (-len(c), [dimensions.index(x) for x in c]))
+
+
+def _key_expr(dims: list[str]):
+    if not dims:
+        return F.lit(GLOBAL)
+    return F.concat_ws("/", *[F.concat(F.lit(f"{d}="), F.col(d)) for d in dims])
+
+
+def _all_present(dims: list[str]):
+    cond = F.lit(True)
+    for d in dims:
+        cond = cond & F.col(d).isNotNull()
+    return cond
+
+
+def segment_popularity(events: DataFrame, available_items: DataFrame, *, dimensions: tuple[str, ...],
+                       event_weights: dict[str, float], min_events: int, length: int) -> DataFrame:
+    """(segment_key, item_id, pop_score, pop_rank) for the top `length` available items of each segment.
+
+    Aggregates once to (dimensions..., item) and rolls that small table up to every segment key.
+    """
+    weight = F.lit(0.0)
+    for t, w in sorted(event_weights.items()):
+        if w > 0:
+            weight = F.when(F.col("event_type") == t, F.lit(float(w))).otherwise(weight)
+    base = (events.where(F.col("item_id").isNotNull())
+            .groupBy(*dimensions, "item_id")
+            .agg(F.sum(weight).alias("w"), F.count("*").alias("n")).cache())
+    per_key = None
+    for dims in segment_keys(dimensions):
+        part = (base.where(_all_present(dims)).withColumn("segment_key", _key_expr(dims))
+                .groupBy("segment_key", "item_id").agg(F.sum("w").alias("pop_score"), F.sum("n").alias("n")))
+        per_key = part if per_key is None else per_key.unionByName(part)
+    seg_events = per_key.groupBy("segment_key").agg(F.sum("n").alias("seg_events"))
+    big_enough = seg_events.where((F.col("seg_events") >= min_events) | (F.col("segment_key") == GLOBAL))
+    order = Window.partitionBy("segment_key").orderBy(F.desc("pop_score"), F.asc("item_id"))
+    return (per_key.join(F.broadcast(big_enough.select("segment_key")), "segment_key")
+            .join(F.broadcast(available_items.select("item_id")), "item_id")
+            .where(F.col("pop_score") > 0)
+            .withColumn("pop_rank", F.row_number().over(order)).where(F.col("pop_rank") <= length)
+            .select("segment_key", "item_id", "pop_score", "pop_rank"))
+
+
+def assign_segments(persons: DataFrame, segment_items: DataFrame, *, dimensions: tuple[str, ...]) -> DataFrame:
+    """(person_id, segment_key): the most specific segment with a list that matches the person's context."""
+    keys = segment_items.select("segment_key").distinct()
+    options = [F.struct(F.lit(i).alias("priority"), _key_expr(dims).alias("segment_key"))
+               for i, dims in enumerate(segment_keys(dimensions))]
+    exploded = persons.select("person_id", F.explode(F.array(*options)).alias("o")).select(
+        "person_id", "o.priority", "o.segment_key").where(F.col("segment_key").isNotNull())
+    best = F.min(F.struct("priority", "segment_key")).alias("best")
+    return (exploded.join(F.broadcast(keys), "segment_key").groupBy("person_id").agg(best)
+            .select("person_id", F.col("best.segment_key").alias("segment_key")))
+
+
+def rank_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: DataFrame, bought: DataFrame,
+                      item_features: DataFrame, *, dimensions: tuple[str, ...], top_n: int, relevance_weight: float,
+                      popularity_weight: float, margin_weight: float, max_per_category: int) -> DataFrame:
+    """(person_id, rank, item_id, score, source): exactly `top_n` distinct items per person when the segment
+    lists are long enough. Pure: no I/O.
+
+    item_features: item_id, popularity (0..1), margin_rate (nullable), category (leaf).
+    """
+    person_seg = assign_segments(persons, segment_items, dimensions=dimensions)
+    popular = (person_seg.join(segment_items, "segment_key")
+               .select("person_id", "item_id", F.lit(0.0).alias("relevance"), F.lit("popular").alias("source")))
+    by_person = Window.partitionBy("person_id")
+    lo, hi = F.min("score").over(by_person), F.max("score").over(by_person)
+    mf = candidates.select("person_id", "item_id",
+                           F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0)).alias("relevance"),
+                           F.col("source"))
+    pool = (mf.unionByName(popular)
+            .groupBy("person_id", "item_id")
+            .agg(F.max("relevance").alias("relevance"),
+                 F.min(F.when(F.col("source") != "popular", F.col("source"))).alias("mf_source"))
+            .withColumn("source", F.coalesce("mf_source", F.lit("popular"))).drop("mf_source")
+            .join(bought.select("person_id", "item_id"), ["person_id", "item_id"], "left_anti")
+            .join(F.broadcast(item_features), "item_id"))
+    score = (F.lit(relevance_weight) * F.col("relevance") + F.lit(popularity_weight) * F.col("popularity")
+             + F.lit(margin_weight) * F.coalesce(F.col("margin_rate"), F.lit(0.0)))
+    in_category = Window.partitionBy("person_id", "category").orderBy(F.desc("s"), F.asc("item_id"))
+    in_person = Window.partitionBy("person_id").orderBy(F.desc("score"), F.asc("item_id"))
+    return (pool.withColumn("s", score)
+            .withColumn("score", F.col("s") - F.when(F.row_number().over(in_category) > max_per_category,
+                                                     F.lit(DEMOTION)).otherwise(F.lit(0.0)))
+            .withColumn("rank", F.row_number().over(in_person)).where(F.col("rank") <= top_n)
+            .select("person_id", F.col("rank").cast("int"), "item_id", "score", "source"))
+
+
+def item_features(catalog: DataFrame, interactions: DataFrame) -> DataFrame:
+    """item_id, popularity (log-scaled 0..1 over the window), margin_rate, category (leaf of category_path)."""
+    pop = interactions.groupBy("item_id").agg(F.log1p(F.sum("weight")).alias("lp"))
+    top = pop.agg(F.max("lp").alias("top"))
+    return (catalog.where(F.col("is_available")).select(
+                "item_id", "margin_rate",
+                F.element_at(F.split(F.col("category_path"), " > "), -1).alias("category"))
+            .join(pop, "item_id", "left").crossJoin(F.broadcast(top))
+            .select("item_id", "margin_rate", "category",
+                    F.coalesce(F.col("lp") / F.col("top"), F.lit(0.0)).alias("popularity")))
+
+
+def assign_variant(subject_id, *, experiment_id: str, variants: tuple[str, ...]):
+    """Deterministic A/B arm per subject: the same person stays in the same arm every night."""
+    if not experiment_id or len(variants) <= 1:
+        return F.lit(variants[0] if variants else "control")
+    bucket = F.pmod(F.xxhash64(F.lit(experiment_id), subject_id), F.lit(len(variants)))
+    arm = F.lit(variants[-1])
+    for i, v in reversed(list(enumerate(variants[:-1]))):
+        arm = F.when(bucket == i, F.lit(v)).otherwise(arm)
+    return arm
+
+
+def run(spark: SparkSession, cfg, run_date: str) -> dict:
+    from jobs.interactions import read_window_events
+    from jobs.train import model_version
+
+    started = time.time()
+    layout = Layout(cfg.data_root)
+    catalog = io.read_spark_parquet(spark, layout.validated("catalog", run_date), "catalog")
+    available = catalog.where(F.col("is_available")).select("item_id")
+    interactions = io.read_spark_parquet(spark, layout.interactions(run_date), "interactions")
+    dims = tuple(cfg.segments.dimensions)
+    events = read_window_events(spark, cfg, run_date, columns=["event_type", "item_id", *dims])
+    segment_items = segment_popularity(events, available, dimensions=dims,
+                                       event_weights=cfg.event_weights.as_dict(),
+                                       min_events=cfg.segments.min_events, length=2 * cfg.top_n)
+    io.write_spark_parquet(segment_items.coalesce(1), layout.segments(run_date))
+    segment_items = spark.read.parquet(layout.segments(run_date)).cache()
+    persons = spark.read.parquet(layout.persons(run_date))
+    candidates = io.read_spark_parquet(spark, layout.candidates(run_date), "candidates")
+    bought = interactions.where(F.col("purchased")).select("person_id", "item_id")
+    r = cfg.rank
+    person_lists = rank_person_lists(
+        candidates, persons, segment_items, bought, item_features(catalog, interactions), dimensions=dims,
+        top_n=cfg.top_n, relevance_weight=r.relevance_weight, popularity_weight=r.popularity_weight,
+        margin_weight=r.margin_weight, max_per_category=r.max_per_category)
+    segment_lists = segment_items.where(F.col("pop_rank") <= cfg.top_n).select(
+        F.col("segment_key").alias("subject_id"), F.col("pop_rank").cast("int").alias("rank"), "item_id",
+        F.col("pop_score").cast("double").alias("score"), F.lit("popular").alias("source"))
+    version = model_version(cfg, run_date)
+    lists = (person_lists.select(F.lit("person").alias("subject_type"), F.col("person_id").alias("subject_id"),
+                                 "rank", "item_id", "score", "source")
+             .unionByName(segment_lists.withColumn("subject_type", F.lit("segment")))
+             .withColumn("variant", assign_variant(F.col("subject_id"), experiment_id=cfg.experiment.id,
+                                                   variants=cfg.experiment.variants))
+             .withColumn("model_version", F.lit(version))
+             .withColumn("run_id", F.lit(f"nightly-{run_date}-{cfg.fingerprint()}")))
+    from schemas import load
+
+    out = layout.staged_recommendations(run_date)
+    io.write_spark_parquet(lists.select(*load("recommendations").names)
+                           .repartition(cfg.spark.shuffle_partitions, "subject_id")
+                           .sortWithinPartitions("subject_type", "subject_id", "rank"), out)
+    written = spark.read.parquet(out)
+    stats = written.groupBy("subject_type").agg(F.countDistinct("subject_id").alias("lists"),
+                                                F.count("*").alias("rows")).collect()
+    segment_items.unpersist()
+    return {"path": out, "model_version": version, "window_days": len(window(run_date, cfg.window_days)),
+            **{f"{r['subject_type']}_lists": r["lists"] for r in stats},
+            **{f"{r['subject_type']}_rows": r["rows"] for r in stats}, "seconds": round(time.time() - started, 1)}
