@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from jobs.common.layout import Layout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["import_online_retail", "import_movielens"]
+__all__ = ["import_movielens", "import_online_retail"]
 
 
 def __getattr__(name: str):
@@ -55,6 +55,7 @@ def to_contract_table(df, schema_name: str):
     """
     import pandas as pd
     import pyarrow as pa
+
     from schemas import load
 
     schema = load(schema_name).arrow()
@@ -92,7 +93,7 @@ def check_no_foreign_partitions(layout: Layout, writes: dict[str, Iterable[str]]
 
 
 def write_daily(tables: Iterable[tuple[str, object]], layout: Layout, dataset: str) -> list[str]:
-    """Writes each `(day, pyarrow Table)` as `raw/<dataset>/dt=<day>/part-00000.parquet`, atomically. Returns the days."""
+    """Writes each `(day, Table)` to `raw/<dataset>/dt=<day>/part-00000.parquet` atomically; returns the days."""
     written = []
     for ds, table in tables:
         io.write_arrow_parquet(table, layout.raw(dataset, ds))

@@ -14,15 +14,22 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from jobs.common.layout import Layout
-from jobs.importers import (availability, check_no_foreign_partitions, daily_catalogs, day_range, split_by_day,
-                            utc_days, write_daily)
+from jobs.importers import (
+    availability,
+    check_no_foreign_partitions,
+    daily_catalogs,
+    day_range,
+    split_by_day,
+    utc_days,
+    write_daily,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +147,6 @@ def convert_order_lines(lines: pd.DataFrame, *, product_code: str = PRODUCT_CODE
 
     invoice = src["InvoiceNo"].astype("string").str.strip()
     code = src["StockCode"].astype("string").str.strip()
-    # "nan" is what the parquet conversion wrote for a blank; "?", "??" are placeholders typed by staff.
     description = _clean_descriptions(src["Description"])
     event_time = pd.to_datetime(src["InvoiceDate"], errors="coerce")
     event_time = (event_time.dt.tz_localize("UTC") if event_time.dt.tz is None
@@ -161,7 +167,8 @@ def convert_order_lines(lines: pd.DataFrame, *, product_code: str = PRODUCT_CODE
     flag("non_positive_price", ~(price > 0))
     # A sale has a positive quantity, a cancellation a negative one; zero or the wrong sign (stock write-offs
     # booked as negative sales, all at price 0 in this data) is no sale.
-    flag("bad_quantity", quantity.isna() | (quantity == 0) | ((quantity < 0) != is_return))
+    flag("bad_quantity", quantity.isna() | (quantity == 0) | (quantity != quantity.round())
+         | ((quantity < 0) != is_return))
     flag("duplicate_row", src.duplicated(keep="first"))
     dropped = {r: int(n) for r, n in reasons.value_counts().items()}
     dropped = {r: dropped.get(r, 0) for r in DROP_REASONS}
@@ -203,6 +210,8 @@ def convert_order_lines(lines: pd.DataFrame, *, product_code: str = PRODUCT_CODE
 def _clean_descriptions(raw: pd.Series) -> pd.Series:
     """Trimmed, single-spaced descriptions; null for blanks, "nan" and placeholders such as "?" or "??"."""
     codes, uniques = pd.factorize(raw.astype("string"))  # ~4k distinct texts: clean those, not 0.5M rows
+    if len(uniques) == 0:
+        return pd.Series(pd.NA, index=raw.index, dtype="string")
     clean = pd.Series(uniques, dtype="string").str.strip().str.replace(r"\s+", " ", regex=True)
     # "nan" is what the parquet conversion wrote for a blank; "?", "??" are placeholders typed by staff
     clean = clean.mask((clean == "nan") | ~clean.str.contains(r"[A-Za-z0-9]", regex=True).fillna(False))
