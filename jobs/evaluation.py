@@ -20,7 +20,6 @@ this module differ, the function's docstring says so.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ StratifiedMethod = Literal["per_group_sample", "global_random_rank"]
 
 def _require_columns(df: pd.DataFrame, columns: Iterable[str], *, frame: str) -> None:
     if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"{frame} must be a pandas DataFrame, got {type(df).__name__}")
+        raise TypeError(f"{frame} must be a pandas DataFrame, got {type(df).__name__}")
     for col in columns:
         if col not in df.columns:
             raise ValueError(f"{frame} is missing column {col!r} (it has: {list(df.columns)})")
@@ -123,6 +122,14 @@ def _in_sorted(keys: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
     return sorted_unique[pos] == keys
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    # Sort + drop repeats: several times faster than np.unique on millions of int64 keys (numpy 2.4).
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def _round_half_even(x: np.ndarray) -> np.ndarray:
     # Python's round() and numpy's rint both round half to even (round(4.5) == 4); the reference
     # implementations use them, so the split sizes here must too.
@@ -154,7 +161,8 @@ def temporal_holdout(interactions: pd.DataFrame, *, cutoff, time_col: str = TIME
     _require_no_nulls(interactions, [time_col], frame="interactions")
     times = interactions[time_col]
     if not pd.api.types.is_datetime64_any_dtype(times):
-        raise ValueError(f"interactions: column {time_col!r} must be a datetime column, got dtype {times.dtype}")
+        raise ValueError(f"interactions: column {time_col!r} must be a datetime column, "
+                         f"got dtype {times.dtype}")
     ts = pd.Timestamp(cutoff)
     column_tz = getattr(times.dtype, "tz", None)
     if column_tz is not None and ts.tzinfo is None:
@@ -289,22 +297,60 @@ def python_stratified_split(df: pd.DataFrame, *, ratio: float = 0.75, filter_by:
 
 # --------------------------------------------------------------------------------------------- ranking
 
+@dataclass(frozen=True)
+class _Lists:
+    """Each user's list (cut at k when given) with ids as integer codes; rows sorted by user, then rank."""
+
+    row: np.ndarray  # position of the row in the recs frame
+    user: np.ndarray  # code into user_ids
+    item: np.ndarray  # code into item_ids
+    rank: np.ndarray  # 1-based, re-numbered after sorting
+    user_ids: pd.Index
+    item_ids: pd.Index
+
+
+def _sorted_order(codes: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Row order by (code, key), ties in row order; O(n) when the frame is already sorted (the usual case)."""
+    if len(codes) < 2:
+        return np.arange(len(codes))
+    same_user = codes[1:] == codes[:-1]
+    if np.all(codes[1:] >= codes[:-1]) and np.all(~same_user | (key[1:] >= key[:-1])):
+        return np.arange(len(codes))
+    by_key = np.argsort(key, kind="stable")
+    return by_key[np.argsort(codes[by_key], kind="stable")]
+
+
+def _lists(recs: pd.DataFrame, *, k: int | None, user_col: str, item_col: str) -> _Lists:
+    """Validate a recommendations frame, rank each user's list and cut it at `k` (None: no cut, no order)."""
+    _require_columns(recs, [user_col, item_col], frame="recs")
+    _require_no_nulls(recs, [user_col, item_col], frame="recs")
+    user, user_ids = pd.factorize(recs[user_col])
+    item, item_ids = pd.factorize(recs[item_col])
+    pair = user.astype(np.int64) * max(len(item_ids), 1) + item
+    n_dup = len(pair) - len(_sorted_unique(pair))
+    if n_dup:
+        raise ValueError(f"recs: {n_dup} duplicate ({user_col}, {item_col}) row(s); each item may appear "
+                         "once per user list")
+    if k is None:
+        row = np.arange(len(recs))
+        return _Lists(row=row, user=user, item=item, rank=np.zeros(len(recs), dtype=np.int64),
+                      user_ids=pd.Index(user_ids), item_ids=pd.Index(item_ids))
+    order = _sorted_order(user, _order_key(recs, frame="recs"))
+    rank = _group_positions(user[order]) + 1
+    row = order[rank <= k]
+    return _Lists(row=row, user=user[row], item=item[row], rank=rank[rank <= k],
+                  user_ids=pd.Index(user_ids), item_ids=pd.Index(item_ids))
+
+
 def top_k(recs: pd.DataFrame, *, k: int, user_col: str = USER_COL, item_col: str = ITEM_COL) -> pd.DataFrame:
     """The first `k` recommendations of each user, sorted by user and a fresh 1-based `rank`.
 
     Order within a user: `rank` ascending if the frame has it, else `score` descending; ties keep row order.
     Other columns are kept; `rank` is overwritten with the position after sorting.
     """
-    k = _check_k(k)
-    _require_columns(recs, [user_col, item_col], frame="recs")
-    _require_no_nulls(recs, [user_col, item_col], frame="recs")
-    key = _order_key(recs, frame="recs")
-    codes, _ = pd.factorize(recs[user_col])
-    order = np.lexsort((key, codes))
-    position = _group_positions(codes[order]) + 1
-    keep = position <= k
-    out = recs.iloc[order[keep]].reset_index(drop=True)
-    out[RANK_COL] = position[keep].astype(np.int64)
+    lists = _lists(recs, k=_check_k(k), user_col=user_col, item_col=item_col)
+    out = recs.iloc[lists.row].reset_index(drop=True)
+    out[RANK_COL] = lists.rank
     return out
 
 
@@ -337,6 +383,41 @@ class RankedHits:
         return len(self.n_relevant)
 
 
+def _hits(lists: _Lists, truth: pd.DataFrame, *, k: int, user_col: str, item_col: str) -> RankedHits:
+    _require_columns(truth, [user_col, item_col], frame="truth")
+    _require_no_nulls(truth, [user_col, item_col], frame="truth")
+    for col, ids in ((user_col, lists.user_ids), (item_col, lists.item_ids)):
+        # numeric ids on one side and strings on the other would silently match nothing
+        if pd.api.types.is_numeric_dtype(ids.dtype) != pd.api.types.is_numeric_dtype(truth[col].dtype):
+            raise ValueError(f"column {col!r} has dtype {ids.dtype} in recs but {truth[col].dtype} in truth")
+    # Ground truth in the recs' user code space (-1: the user has no recommendations -> ignored) and in
+    # its own item code space (so that items nobody was recommended still count as relevant). Only the
+    # distinct ids are looked up, then expanded through the codes.
+    t_user, t_user_ids = pd.factorize(truth[user_col])
+    t_user = lists.user_ids.get_indexer(t_user_ids)[t_user]
+    t_item, t_item_ids = pd.factorize(truth[item_col])
+    n_titems = max(len(t_item_ids), 1)
+    known = t_user >= 0
+    truth_pairs = _sorted_unique(t_user[known].astype(np.int64) * n_titems + t_item[known])
+    n_relevant_all = np.bincount(truth_pairs // n_titems, minlength=len(lists.user_ids))
+
+    common = n_relevant_all > 0
+    new_code = np.cumsum(common) - 1  # recs user code -> common user index
+    in_common = common[lists.user]
+    users, rank = lists.user[in_common], lists.rank[in_common]
+    item_in_truth = pd.Index(t_item_ids).get_indexer(lists.item_ids)[lists.item[in_common]]
+    candidate = np.flatnonzero(item_in_truth >= 0)
+    is_hit = np.zeros(len(users), dtype=bool)
+    is_hit[candidate] = _in_sorted(users[candidate].astype(np.int64) * n_titems + item_in_truth[candidate],
+                                   truth_pairs)
+    hit_user = new_code[users[is_hit]]
+    n_users = int(common.sum())
+    if n_users == 0:
+        log.warning("no user appears in both recs and truth: ranking metrics are 0")
+    return RankedHits(k=k, n_relevant=n_relevant_all[common], n_hits=np.bincount(hit_user, minlength=n_users),
+                      hit_user=hit_user, hit_rank=rank[is_hit])
+
+
 def ranked_hits(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int, user_col: str = USER_COL,
                 item_col: str = ITEM_COL) -> RankedHits:
     """Rank each user's recommendations, cut at `k`, and find the hits against the ground truth.
@@ -345,53 +426,12 @@ def ranked_hits(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int, user_col: st
     once; a duplicate (user, item) in `recs` raises `ValueError` (it would count a hit twice).
     """
     k = _check_k(k)
-    _require_columns(recs, [user_col, item_col], frame="recs")
-    _require_columns(truth, [user_col, item_col], frame="truth")
-    _require_no_nulls(recs, [user_col, item_col], frame="recs")
-    _require_no_nulls(truth, [user_col, item_col], frame="truth")
-    key = _order_key(recs, frame="recs")
-
-    r_user, user_ids = pd.factorize(recs[user_col])
-    r_item, item_ids = pd.factorize(recs[item_col])
-    pair = r_user.astype(np.int64) * max(len(item_ids), 1) + r_item
-    n_dup = len(pair) - len(pd.unique(pair))
-    if n_dup:
-        raise ValueError(f"recs: {n_dup} duplicate ({user_col}, {item_col}) row(s); each item may appear "
-                         "once per user list")
-
-    # Ground truth in the recs' user code space (-1: the user has no recommendations -> ignored) and in
-    # its own item code space (so that items nobody was recommended still count as relevant).
-    t_user = pd.Index(user_ids).get_indexer(truth[user_col])
-    t_item, truth_item_ids = pd.factorize(truth[item_col])
-    n_titems = max(len(truth_item_ids), 1)
-    known = t_user >= 0
-    truth_pairs = np.unique(t_user[known].astype(np.int64) * n_titems + t_item[known])
-    n_relevant_all = np.bincount(truth_pairs // n_titems, minlength=len(user_ids))
-
-    common = n_relevant_all > 0
-    new_code = np.cumsum(common) - 1  # recs user code -> common user index
-    rows = np.flatnonzero(common[r_user])
-    order = rows[np.lexsort((key[rows], r_user[rows]))]
-    users_sorted = r_user[order]
-    rank = _group_positions(users_sorted) + 1
-    in_top = rank <= k
-    order, users_sorted, rank = order[in_top], users_sorted[in_top], rank[in_top]
-
-    item_in_truth = pd.Index(truth_item_ids).get_indexer(item_ids)[r_item[order]]
-    candidate = item_in_truth >= 0
-    is_hit = np.zeros(len(order), dtype=bool)
-    is_hit[candidate] = _in_sorted(users_sorted[candidate].astype(np.int64) * n_titems + item_in_truth[candidate],
-                                   truth_pairs)
-    hit_user = new_code[users_sorted[is_hit]]
-    n_users = int(common.sum())
-    if n_users == 0:
-        log.warning("no user appears in both recs and truth: ranking metrics are 0")
-    return RankedHits(k=k, n_relevant=n_relevant_all[common], n_hits=np.bincount(hit_user, minlength=n_users),
-                      hit_user=hit_user, hit_rank=rank[is_hit])
+    lists = _lists(recs, k=k, user_col=user_col, item_col=item_col)
+    return _hits(lists, truth, k=k, user_col=user_col, item_col=item_col)
 
 
 def _mean_over_users(per_user: np.ndarray) -> float:
-    # Upstream returns 0.0 when there is nothing to average; so do we (the gate then fails loudly).
+    # Upstream returns 0.0 when there is nothing to average; so do we (a gate on it then fails loudly).
     return float(per_user.mean()) if len(per_user) else 0.0
 
 
@@ -410,11 +450,6 @@ def _ndcg(h: RankedHits) -> float:
     return _mean_over_users(dcg / ideal[np.minimum(h.n_relevant, h.k)])
 
 
-def _average_precision_sums(h: RankedHits) -> np.ndarray:
-    hit_number = _group_positions(h.hit_user) + 1  # 1st, 2nd, ... hit of the user (hits sorted by rank)
-    return np.bincount(h.hit_user, weights=hit_number / h.hit_rank, minlength=h.n_users)
-
-
 def _map(h: RankedHits, denominator: MapDenominator) -> float:
     if denominator == "n_relevant":
         norm = h.n_relevant
@@ -422,7 +457,9 @@ def _map(h: RankedHits, denominator: MapDenominator) -> float:
         norm = np.minimum(h.n_relevant, h.k)
     else:
         raise ValueError(f"denominator must be 'n_relevant' or 'min_k_n_relevant', got {denominator!r}")
-    return _mean_over_users(_average_precision_sums(h) / np.maximum(norm, 1))
+    hit_number = _group_positions(h.hit_user) + 1  # 1st, 2nd, ... hit of the user (hits sorted by rank)
+    precision_sums = np.bincount(h.hit_user, weights=hit_number / h.hit_rank, minlength=h.n_users)
+    return _mean_over_users(precision_sums / np.maximum(norm, 1))
 
 
 def _mrr(h: RankedHits) -> float:
@@ -473,7 +510,7 @@ def map_at_k(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int, user_col: str =
     Per common user: the sum of precision@rank at each hit rank within the top k, divided by the user's
     number of (distinct) test items, as the benchmark protocol requires. That is upstream's `map`
     restricted to the top k. Upstream's current `map_at_k` (like Spark's `meanAveragePrecisionAt`) divides
-    by min(k, n_relevant) instead: pass ``denominator="min_k_n_relevant"`` to get that.
+    by min(k, n_relevant) instead: pass ``denominator="min_k_n_relevant"`` for that.
     """
     return _map(ranked_hits(recs, truth, k=k, user_col=user_col, item_col=item_col), denominator)
 
@@ -490,14 +527,82 @@ def hit_rate_at_k(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int, user_col: 
     return _hit_rate(ranked_hits(recs, truth, k=k, user_col=user_col, item_col=item_col))
 
 
-# --------------------------------------------------------------------------------------------- beyond accuracy
+# ------------------------------------------------------------------------------------------ beyond accuracy
 
-def _maybe_top_k(recs: pd.DataFrame, k: int | None, user_col: str, item_col: str) -> pd.DataFrame:
-    if k is None:
-        _require_columns(recs, [user_col, item_col], frame="recs")
-        _require_no_nulls(recs, [user_col, item_col], frame="recs")
-        return recs
-    return top_k(recs, k=k, user_col=user_col, item_col=item_col)
+def _optional_lists(recs: pd.DataFrame, k: int | None, user_col: str, item_col: str) -> _Lists:
+    return _lists(recs, k=None if k is None else _check_k(k), user_col=user_col, item_col=item_col)
+
+
+def _catalog_index(catalog_items, *, item_col: str) -> pd.Index:
+    catalog = _as_id_index(catalog_items, col=item_col, name="catalog_items")
+    if len(catalog) == 0:
+        raise ValueError("catalog_items is empty")
+    return catalog
+
+
+def _coverage(lists: _Lists, catalog: pd.Index) -> float:
+    shown = lists.item_ids[np.bincount(lists.item, minlength=len(lists.item_ids)) > 0]
+    return float(catalog.isin(shown).sum() / len(catalog))
+
+
+def _gini(lists: _Lists, catalog: pd.Index) -> float:
+    codes = catalog.get_indexer(lists.item_ids)[lists.item]
+    exposure = np.sort(np.bincount(codes[codes >= 0], minlength=len(catalog))).astype(np.float64)
+    total = exposure.sum()
+    if total == 0:
+        return float("nan")
+    n = len(exposure)
+    return float(np.sum((2 * np.arange(1, n + 1) - n - 1) * exposure) / (n * total))
+
+
+def _novelty(lists: _Lists, train: pd.DataFrame, *, user_col: str, item_col: str) -> float:
+    _require_columns(train, [user_col, item_col], frame="train")
+    _require_no_nulls(train, [user_col, item_col], frame="train")
+    t_user, _ = pd.factorize(train[user_col])
+    t_item, train_items = pd.factorize(train[item_col])
+    pairs = _sorted_unique(t_user.astype(np.int64) * max(len(train_items), 1) + t_item)
+    if len(pairs) == 0:
+        return float("nan")
+    users_per_item = np.bincount(pairs % max(len(train_items), 1), minlength=len(train_items))
+    with np.errstate(divide="ignore"):
+        item_novelty = -np.log2(users_per_item / len(pairs))
+    codes = pd.Index(train_items).get_indexer(lists.item_ids)[lists.item]
+    known = codes >= 0
+    return float(item_novelty[codes[known]].mean()) if known.any() else float("nan")
+
+
+def _category_codes(item_categories, item_ids: pd.Index, *, item_col: str, category_col: str) -> np.ndarray:
+    """Category code of each id in `item_ids` (-1: unknown item or null category)."""
+    if isinstance(item_categories, pd.Series):
+        lookup = item_categories
+    else:
+        _require_columns(item_categories, [item_col, category_col], frame="item_categories")
+        lookup = item_categories.set_index(item_col)[category_col]
+    n_dup = int(lookup.index.duplicated().sum())
+    if n_dup:
+        raise ValueError(f"item_categories: {n_dup} duplicate item id(s); each item needs one category")
+    category_codes, _ = pd.factorize(lookup)  # null category -> -1
+    position = lookup.index.get_indexer(item_ids)
+    return np.where(position >= 0, category_codes[np.maximum(position, 0)], -1)
+
+
+def _intra_list_diversity(lists: _Lists, item_categories, *, item_col: str, category_col: str) -> float:
+    category = _category_codes(item_categories, lists.item_ids, item_col=item_col,
+                               category_col=category_col)[lists.item]
+    known = category >= 0
+    users, category = lists.user[known], category[known]
+    n_users = len(lists.user_ids)
+    n_items = np.bincount(users, minlength=n_users).astype(np.float64)
+    # Pairs with the same category, from counts per (user, category): sum c * (c - 1) / 2.
+    cell, cells = pd.factorize(users.astype(np.int64) * (category.max(initial=0) + 1) + category)
+    per_cell = np.bincount(cell, minlength=len(cells)).astype(np.float64)
+    cell_user = np.asarray(cells) // (category.max(initial=0) + 1)
+    same_pairs = np.bincount(cell_user, weights=per_cell * (per_cell - 1) / 2.0, minlength=n_users)
+    all_pairs = n_items * (n_items - 1) / 2.0
+    eligible = n_items >= 2
+    if not eligible.any():
+        return float("nan")
+    return float(np.mean(1.0 - same_pairs[eligible] / all_pairs[eligible]))
 
 
 def catalog_coverage(recs: pd.DataFrame, catalog_items, *, k: int | None = None, user_col: str = USER_COL,
@@ -506,14 +611,10 @@ def catalog_coverage(recs: pd.DataFrame, catalog_items, *, k: int | None = None,
 
     `catalog_items` is a DataFrame with `item_col`, or a Series / Index / array / list of item ids.
     Recommended ids outside the catalog are not counted. With `k`, only each user's top k count.
-    Upstream's `catalog_coverage` divides by the items seen in train instead of a catalog.
+    (Upstream's `catalog_coverage` divides by the distinct items in train instead of a catalog.)
     """
-    recs = _maybe_top_k(recs, k, user_col, item_col)
-    catalog = _as_id_index(catalog_items, col=item_col, name="catalog_items")
-    if len(catalog) == 0:
-        raise ValueError("catalog_items is empty")
-    shown = pd.unique(recs[item_col])
-    return float(catalog.isin(shown).sum() / len(catalog))
+    catalog = _catalog_index(catalog_items, item_col=item_col)
+    return _coverage(_optional_lists(recs, k, user_col, item_col), catalog)
 
 
 def gini_exposure(recs: pd.DataFrame, catalog_items, *, k: int | None = None, user_col: str = USER_COL,
@@ -522,19 +623,10 @@ def gini_exposure(recs: pd.DataFrame, catalog_items, *, k: int | None = None, us
 
     Every catalog item counts, those never recommended with exposure 0; recommended ids outside the
     catalog are ignored. With n catalog items and all exposure on one item the value is (n - 1) / n.
-    NaN when no catalog item is recommended at all.
+    NaN when no catalog item is recommended at all. With `k`, only each user's top k count.
     """
-    recs = _maybe_top_k(recs, k, user_col, item_col)
-    catalog = _as_id_index(catalog_items, col=item_col, name="catalog_items")
-    if len(catalog) == 0:
-        raise ValueError("catalog_items is empty")
-    codes = catalog.get_indexer(recs[item_col])
-    exposure = np.sort(np.bincount(codes[codes >= 0], minlength=len(catalog))).astype(np.float64)
-    total = exposure.sum()
-    if total == 0:
-        return float("nan")
-    n = len(exposure)
-    return float(np.sum((2 * np.arange(1, n + 1) - n - 1) * exposure) / (n * total))
+    catalog = _catalog_index(catalog_items, item_col=item_col)
+    return _gini(_optional_lists(recs, k, user_col, item_col), catalog)
 
 
 def novelty(recs: pd.DataFrame, train: pd.DataFrame, *, k: int | None = None, user_col: str = USER_COL,
@@ -546,30 +638,7 @@ def novelty(recs: pd.DataFrame, train: pd.DataFrame, *, k: int | None = None, us
     Recommended items absent from train have no defined share and are left out of the mean (upstream
     keeps them in the denominator with novelty 0). NaN when no recommended item appears in train.
     """
-    recs = _maybe_top_k(recs, k, user_col, item_col)
-    _require_columns(train, [user_col, item_col], frame="train")
-    _require_no_nulls(train, [user_col, item_col], frame="train")
-    pairs = train[[user_col, item_col]].drop_duplicates()
-    if len(pairs) == 0:
-        return float("nan")
-    item_codes, train_items = pd.factorize(pairs[item_col])
-    item_novelty = -np.log2(np.bincount(item_codes) / len(pairs))
-    codes = pd.Index(train_items).get_indexer(recs[item_col])
-    known = codes >= 0
-    return float(item_novelty[codes[known]].mean()) if known.any() else float("nan")
-
-
-def _category_lookup(item_categories, *, item_col: str, category_col: str) -> pd.Series:
-    """Item id -> category, from a DataFrame (item_col, category_col) or a Series indexed by item id."""
-    if isinstance(item_categories, pd.Series):
-        lookup = item_categories
-    else:
-        _require_columns(item_categories, [item_col, category_col], frame="item_categories")
-        lookup = item_categories.set_index(item_col)[category_col]
-    n_dup = int(lookup.index.duplicated().sum())
-    if n_dup:
-        raise ValueError(f"item_categories: {n_dup} duplicate item id(s); each item needs one category")
-    return lookup
+    return _novelty(_optional_lists(recs, k, user_col, item_col), train, user_col=user_col, item_col=item_col)
 
 
 def intra_list_diversity(recs: pd.DataFrame, item_categories, *, k: int | None = None,
@@ -577,29 +646,13 @@ def intra_list_diversity(recs: pd.DataFrame, item_categories, *, k: int | None =
                          category_col: str = CATEGORY_COL) -> float:
     """Mean over lists of the share of item pairs whose categories differ (range 0..1).
 
-    `item_categories`: a DataFrame with `item_col` and `category_col`, or a Series category by item id.
-    Items without a known category are left out of their list; lists with fewer than two categorised
-    items are left out of the mean. Computed from category counts per list (pairs with the same
-    category = sum c * (c - 1) / 2), so no pair is materialised. NaN when no list qualifies.
+    `item_categories`: a DataFrame with `item_col` and `category_col`, or a Series of categories indexed by
+    item id. Items without a known category are left out of their list; lists with fewer than two
+    categorised items are left out of the mean. Computed from category counts per list (pairs with the
+    same category = sum c * (c - 1) / 2), so no pair is materialised. NaN when no list qualifies.
     """
-    recs = _maybe_top_k(recs, k, user_col, item_col)
-    lookup = _category_lookup(item_categories, item_col=item_col, category_col=category_col)
-    category_codes, _ = pd.factorize(lookup)  # a null category -> -1, treated as unknown
-    codes = lookup.index.get_indexer(recs[item_col])
-    known = codes >= 0
-    known[known] = category_codes[codes[known]] >= 0
-    user_codes, users = pd.factorize(recs[user_col])
-    user_codes, cats = user_codes[known], category_codes[codes[known]]
-    n_items = np.bincount(user_codes, minlength=len(users)).astype(np.float64)
-    user_category = user_codes.astype(np.int64) * (cats.max(initial=0) + 1) + cats
-    _, first, same_cat_counts = np.unique(user_category, return_index=True, return_counts=True)
-    same_pairs = np.bincount(user_codes[first], weights=same_cat_counts * (same_cat_counts - 1) / 2.0,
-                             minlength=len(users))
-    all_pairs = n_items * (n_items - 1) / 2.0
-    eligible = n_items >= 2
-    if not eligible.any():
-        return float("nan")
-    return float(np.mean(1.0 - same_pairs[eligible] / all_pairs[eligible]))
+    return _intra_list_diversity(_optional_lists(recs, k, user_col, item_col), item_categories,
+                                 item_col=item_col, category_col=category_col)
 
 
 # --------------------------------------------------------------------------------------------- all at once
@@ -607,19 +660,22 @@ def intra_list_diversity(recs: pd.DataFrame, item_categories, *, k: int | None =
 def evaluate_all(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int, train: pd.DataFrame | None = None,
                  catalog=None, item_categories=None, user_col: str = USER_COL, item_col: str = ITEM_COL,
                  category_col: str = CATEGORY_COL, map_denominator: MapDenominator = "n_relevant") -> dict:
-    """Every metric at `k` in one pass, as a JSON-ready dict (plain floats and ints).
+    """Every metric at `k` from one ranking pass, as a JSON-ready dict (plain floats and ints).
 
     Keys: ``k``, ``n_users`` (users in both frames), ``n_recommended_users``, ``precision_at_k``,
     ``recall_at_k``, ``ndcg_at_k``, ``map_at_k``, ``mrr_at_k``, ``hit_rate_at_k``; with `catalog`:
     ``catalog_coverage`` and ``gini_exposure``; with `train`: ``novelty``; with `item_categories`:
     ``intra_list_diversity``. Beyond-accuracy metrics use every recommended user's top k (they need no
-    ground truth), ranking metrics only the users in both frames.
+    ground truth); ranking metrics only the users in both frames.
     """
     started = time.perf_counter()
-    hits = ranked_hits(recs, truth, k=k, user_col=user_col, item_col=item_col)
+    k = _check_k(k)
+    lists = _lists(recs, k=k, user_col=user_col, item_col=item_col)
+    hits = _hits(lists, truth, k=k, user_col=user_col, item_col=item_col)
     result: dict = {
-        "k": hits.k,
+        "k": k,
         "n_users": hits.n_users,
+        "n_recommended_users": len(lists.user_ids),
         "precision_at_k": _precision(hits),
         "recall_at_k": _recall(hits),
         "ndcg_at_k": _ndcg(hits),
@@ -627,30 +683,39 @@ def evaluate_all(recs: pd.DataFrame, truth: pd.DataFrame, *, k: int, train: pd.D
         "mrr_at_k": _mrr(hits),
         "hit_rate_at_k": _hit_rate(hits),
     }
-    shown = top_k(recs[[c for c in (user_col, item_col, RANK_COL, SCORE_COL) if c in recs.columns]],
-                  k=hits.k, user_col=user_col, item_col=item_col)
-    result["n_recommended_users"] = int(shown[user_col].nunique())
     if catalog is not None:
-        result["catalog_coverage"] = catalog_coverage(shown, catalog, user_col=user_col, item_col=item_col)
-        result["gini_exposure"] = gini_exposure(shown, catalog, user_col=user_col, item_col=item_col)
+        catalog_index = _catalog_index(catalog, item_col=item_col)
+        result["catalog_coverage"] = _coverage(lists, catalog_index)
+        result["gini_exposure"] = _gini(lists, catalog_index)
     if train is not None:
-        result["novelty"] = novelty(shown, train, user_col=user_col, item_col=item_col)
+        result["novelty"] = _novelty(lists, train, user_col=user_col, item_col=item_col)
     if item_categories is not None:
-        result["intra_list_diversity"] = intra_list_diversity(shown, item_categories, user_col=user_col,
-                                                              item_col=item_col, category_col=category_col)
+        result["intra_list_diversity"] = _intra_list_diversity(lists, item_categories, item_col=item_col,
+                                                               category_col=category_col)
     log.debug("evaluate_all: %d rows, %d common users, %.2f s", len(recs), hits.n_users,
               time.perf_counter() - started)
     return result
 
-
 # --------------------------------------------------------------------------------------------- baselines
 
-def _user_index(users, *, user_col: str, name: str) -> pd.Index:
-    return _as_id_index(users, col=user_col, name=name)
+def _excluded_pairs(exclude: pd.DataFrame | None, user_ids: pd.Index, item_ids: pd.Index, *, user_col: str,
+                    item_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique keys user_code * n_items + item_code of the excluded pairs, and their count per user."""
+    n_items = max(len(item_ids), 1)
+    excluded = np.empty(0, dtype=np.int64)
+    if exclude is not None:
+        _require_columns(exclude, [user_col, item_col], frame="exclude")
+        _require_no_nulls(exclude, [user_col, item_col], frame="exclude")
+        e_user = user_ids.get_indexer(exclude[user_col])
+        e_item = item_ids.get_indexer(exclude[item_col])
+        relevant = (e_user >= 0) & (e_item >= 0)
+        excluded = _sorted_unique(e_user[relevant].astype(np.int64) * n_items + e_item[relevant])
+    return excluded, np.bincount(excluded // n_items, minlength=len(user_ids))
 
 
-def _ranked_lists_to_recs(user_ids: pd.Index, user_list: np.ndarray, lists: list[tuple[np.ndarray, np.ndarray]],
-                          item_ids: pd.Index, exclude: pd.DataFrame | None, *, k: int, user_col: str,
+def _ranked_lists_to_recs(user_ids: pd.Index, user_list: np.ndarray,
+                          lists: list[tuple[np.ndarray, np.ndarray]], item_ids: pd.Index,
+                          excluded: np.ndarray, n_excluded: np.ndarray, *, k: int, user_col: str,
                           item_col: str) -> pd.DataFrame:
     """K recommendations per user from ranked candidate lists, skipping the user's excluded items.
 
@@ -660,16 +725,6 @@ def _ranked_lists_to_recs(user_ids: pd.Index, user_list: np.ndarray, lists: list
     enough. Rows: (number of users) x k + (excluded pairs), built with repeat/cumsum, no loop per user.
     """
     n_users, n_items = len(user_ids), max(len(item_ids), 1)
-    excluded = np.empty(0, dtype=np.int64)
-    if exclude is not None:
-        _require_columns(exclude, [user_col, item_col], frame="exclude")
-        _require_no_nulls(exclude, [user_col, item_col], frame="exclude")
-        e_user = user_ids.get_indexer(exclude[user_col])
-        e_item = item_ids.get_indexer(exclude[item_col])
-        relevant = (e_user >= 0) & (e_item >= 0)
-        excluded = np.unique(e_user[relevant].astype(np.int64) * n_items + e_item[relevant])
-    n_excluded = np.bincount(excluded // n_items, minlength=n_users)
-
     list_items = np.concatenate([items for items, _ in lists]) if lists else np.empty(0, np.int64)
     list_scores = np.concatenate([scores for _, scores in lists]) if lists else np.empty(0)
     list_length = np.array([len(items) for items, _ in lists], dtype=np.int64)
@@ -711,7 +766,8 @@ def _item_user_counts(pairs: pd.DataFrame, item_ids: pd.Index, *, item_col: str)
 
 
 def popularity_recs(train: pd.DataFrame, users, *, k: int, exclude: pd.DataFrame | None = None, since=None,
-                    user_col: str = USER_COL, item_col: str = ITEM_COL, time_col: str = TIME_COL) -> pd.DataFrame:
+                    user_col: str = USER_COL, item_col: str = ITEM_COL,
+                    time_col: str = TIME_COL) -> pd.DataFrame:
     """Global most-popular baseline: the same ranked list for every user, minus the user's excluded items.
 
     Popularity = number of distinct users who interacted with the item in `train`. With `since`, the
@@ -742,8 +798,10 @@ def popularity_recs(train: pd.DataFrame, users, *, k: int, exclude: pd.DataFrame
     needed = [user_col, item_col] + ([time_col] if since is not None else [])
     _require_columns(train, needed, frame="train")
     _require_no_nulls(train, needed, frame="train")
-    user_ids = _user_index(users, user_col=user_col, name="users")
+    user_ids = _as_id_index(users, col=user_col, name="users")
     pairs = train[[user_col, item_col]].drop_duplicates()
+    if len(pairs) == 0:
+        raise ValueError("train has no interactions: popularity is undefined")
     item_ids = pd.Index(pd.unique(pairs[item_col]))
     all_time = _item_user_counts(pairs, item_ids, item_col=item_col)
     if since is None:
@@ -753,8 +811,10 @@ def popularity_recs(train: pd.DataFrame, users, *, k: int, exclude: pd.DataFrame
         recent_pairs = recent[[user_col, item_col]].drop_duplicates()
         primary, secondary = _item_user_counts(recent_pairs, item_ids, item_col=item_col), all_time
     order, score = _popularity_order(primary, secondary, _sort_codes(item_ids))
-    return _ranked_lists_to_recs(user_ids, np.zeros(len(user_ids), dtype=np.int64), [(order, score)], item_ids,
-                                 exclude, k=k, user_col=user_col, item_col=item_col)
+    excluded, n_excluded = _excluded_pairs(exclude, user_ids, item_ids, user_col=user_col, item_col=item_col)
+    everyone_reads_list_0 = np.zeros(len(user_ids), dtype=np.int64)
+    return _ranked_lists_to_recs(user_ids, everyone_reads_list_0, [(order, score)], item_ids, excluded,
+                                 n_excluded, k=k, user_col=user_col, item_col=item_col)
 
 
 def _sort_codes(ids: pd.Index) -> np.ndarray:
@@ -798,34 +858,50 @@ def segment_popularity_recs(train: pd.DataFrame, user_segments: pd.DataFrame, *,
     _require_no_nulls(user_segments, [user_col], frame="user_segments")
     n_dup = int(user_segments[user_col].duplicated().sum())
     if n_dup:
-        raise ValueError(f"user_segments: {n_dup} duplicate {user_col!r} value(s); each user needs one segment")
+        raise ValueError(f"user_segments: {n_dup} duplicate {user_col!r} value(s); "
+                         "each user needs one segment")
     user_ids = pd.Index(user_segments[user_col])
     segment_of_user, segments = pd.factorize(user_segments[segment_col])  # null segment -> -1
 
     pairs = train[[user_col, item_col]].drop_duplicates()
+    if len(pairs) == 0:
+        raise ValueError("train has no interactions: popularity is undefined")
     item_ids = pd.Index(pd.unique(pairs[item_col]))
     item_sort = _sort_codes(item_ids)
     global_count = _item_user_counts(pairs, item_ids, item_col=item_col)
     global_order, _ = _popularity_order(global_count, np.zeros_like(global_count), item_sort)
     global_fraction = global_count / (global_count.max(initial=0) + 1.0)
 
-    pair_user = user_ids.get_indexer(pairs[user_col])
-    pair_segment = np.where(pair_user >= 0, segment_of_user[np.maximum(pair_user, 0)], -1)
-    pair_item = item_ids.get_indexer(pairs[item_col])
+    excluded, n_excluded = _excluded_pairs(exclude, user_ids, item_ids, user_col=user_col, item_col=item_col)
+    user_list = np.where(segment_of_user >= 0, segment_of_user, len(segments)).astype(np.int64)
+    # A list only needs as many candidates as its most-excluding user can consume.
+    need = np.full(len(segments) + 1, k, dtype=np.int64)
+    np.maximum.at(need, user_list, k + n_excluded)
+
+    # Distinct users per (segment, item), as sorted cells; a train user missing from user_segments gets
+    # index -1, which reads the appended -1 = no segment.
+    pair_segment = np.append(segment_of_user, -1)[user_ids.get_indexer(pairs[user_col])]
     segmented = pair_segment >= 0
-    per_segment = np.bincount(pair_segment[segmented].astype(np.int64) * len(item_ids) + pair_item[segmented],
-                              minlength=len(segments) * len(item_ids)) if len(item_ids) else np.empty(0)
+    cells = np.sort(pair_segment[segmented].astype(np.int64) * len(item_ids)
+                    + item_ids.get_indexer(pairs[item_col])[segmented])
+    cell_start = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1]))) if len(cells) else cells
+    cell_keys = cells[cell_start]
+    cell_count = np.diff(np.append(cell_start, len(cells))).astype(np.float64)
+    cell_segment, cell_item = cell_keys // len(item_ids), cell_keys % len(item_ids)
+    segment_bounds = np.searchsorted(cell_segment, np.arange(len(segments) + 1))
+
     lists = []
     for s in range(len(segments)):
-        # Items the segment touched, by its own count (global count breaks ties), then every other item by
-        # global popularity: one list per segment, built with numpy.
-        counts = per_segment[s * len(item_ids):(s + 1) * len(item_ids)].astype(np.float64)
-        own = np.flatnonzero(counts > 0)
-        own = own[np.lexsort((item_sort[own], -global_count[own], -counts[own]))]
-        rest = global_order[counts[global_order] == 0]
-        order = np.concatenate([own, rest])
-        lists.append((order, counts[order] + global_fraction[order]))
-    lists.append((global_order, global_fraction[global_order]))  # the list of users without a segment
-    user_list = np.where(segment_of_user >= 0, segment_of_user, len(segments)).astype(np.int64)
-    return _ranked_lists_to_recs(user_ids, user_list, lists, item_ids, exclude, k=k, user_col=user_col,
-                                 item_col=item_col)
+        # The segment's own items by its count (global count, then id, break ties), then the globally most
+        # popular items it has not touched: one list per segment, none per user.
+        own = cell_item[segment_bounds[s]:segment_bounds[s + 1]]
+        own_count = cell_count[segment_bounds[s]:segment_bounds[s + 1]]
+        ranking = np.lexsort((item_sort[own], -global_count[own], -own_count))
+        own, own_count = own[ranking][:need[s]], own_count[ranking][:need[s]]
+        head = global_order[:need[s] + len(own)]  # removing `own` from it leaves at least need[s]
+        rest = head[~np.isin(head, own)]
+        lists.append((np.concatenate([own, rest]),
+                      np.concatenate([own_count + global_fraction[own], global_fraction[rest]])))
+    lists.append((global_order[:need[-1]], global_fraction[global_order[:need[-1]]]))  # no segment
+    return _ranked_lists_to_recs(user_ids, user_list, lists, item_ids, excluded, n_excluded, k=k,
+                                 user_col=user_col, item_col=item_col)
