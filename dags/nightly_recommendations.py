@@ -16,7 +16,8 @@ import os
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
 
-STAGES = ("validate", "stitch", "interactions", "train", "retrieve", "rank", "publish")  # = jobs.pipeline.STAGES
+# The same order as jobs.pipeline.STAGES (a test keeps them equal); not imported, to keep parsing light.
+STAGES = ("validate", "stitch", "interactions", "train", "gate", "retrieve", "rank", "publish")
 RECOMMENDATIONS = Asset(name="recs_recommendations", uri="file:///recs/recommendations")
 
 

@@ -52,6 +52,19 @@ class QualityConfig:
     device_min_ratio: float
     min_catalog_category_coverage: float
     min_catalog_price_coverage: float
+    # added by the validate stage (quality/): severities (`fail` | `warn`) and thresholds of the batch gates
+    on_schema_drift: str
+    on_missing_partition: str
+    on_quarantine_share: str
+    on_unknown_items: str
+    on_missing_identity: str
+    on_catalog_coverage: str
+    volume_max_ratio: float
+    min_history_days: int
+    device_min_share: float
+    max_unknown_item_share: float
+    max_no_identity_share: float
+    min_catalog_brand_coverage: float
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,17 @@ class RankConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    enabled: bool
+    holdout_days: int
+    k: int
+    min_lift_over_popularity: float
+    max_drop_vs_previous: float
+    test_event_types: tuple[str, ...]
+    max_test_persons: int
+
+
+@dataclass(frozen=True)
 class SegmentsConfig:
     dimensions: tuple[str, ...]
     min_events: int
@@ -116,6 +140,7 @@ class RecsConfig:
     als: AlsConfig
     candidates: CandidatesConfig
     rank: RankConfig
+    gate: GateConfig
     segments: SegmentsConfig
     experiment: ExperimentConfig
     spark: SparkConfig
@@ -133,6 +158,9 @@ class RecsConfig:
 
 
 _CHOICES = {("quality", "on_volume_anomaly"): ("fail", "warn")}
+_CHOICES.update({("quality", k): ("fail", "warn") for k in (
+    "on_schema_drift", "on_missing_partition", "on_quarantine_share", "on_unknown_items", "on_missing_identity",
+    "on_catalog_coverage")})
 
 
 def _yaml_key(f: dataclasses.Field) -> str:

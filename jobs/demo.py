@@ -53,7 +53,9 @@ def main(argv=None) -> int:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text(dag_run.stdout + dag_run.stderr)
     summary_dir = Path(args.data_root) / "reports" / f"dt={run_date}" / "stages"
-    for stage in ("validate", "stitch", "interactions", "train", "retrieve", "rank", "publish"):
+    from jobs.pipeline import STAGES
+
+    for stage in STAGES:
         f = summary_dir / f"{stage}.json"
         took = f"{json.loads(f.read_text())['wall_seconds']:7.1f}s" if f.exists() else "   (not run)"
         print(f"    {stage:<13}{took}")

@@ -51,6 +51,27 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
                     (F.col("net_purchases") > 0).alias("purchased"), "last_time"))
 
 
+def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_weights: dict[str, float],
+                  half_life_days: float, test_event_types: tuple[str, ...]) -> tuple[DataFrame, DataFrame]:
+    """(train interactions before the cutoff, test pairs on/after it) for the model gate. Pure.
+
+    The cutoff is the start of day D - holdout_days + 1. Test pairs are items a person acted on
+    (`test_event_types`) in the holdout days and had not bought before the cutoff.
+    """
+    import datetime as dt
+
+    cutoff_day = dt.date.fromisoformat(run_date) - dt.timedelta(days=holdout_days)
+    cutoff = F.to_timestamp(F.lit(f"{cutoff_day + dt.timedelta(days=1)} 00:00:00"))
+    train = build_interactions(events.where(F.col("event_time") < cutoff), run_date=cutoff_day.isoformat(),
+                               event_weights=event_weights, half_life_days=half_life_days)
+    test = (events.where((F.col("event_time") >= cutoff) & F.col("person_id").isNotNull()
+                         & F.col("item_id").isNotNull() & F.col("event_type").isin(*test_event_types))
+            .select("person_id", "item_id").distinct()
+            .join(train.where(F.col("purchased")).select("person_id", "item_id"), ["person_id", "item_id"],
+                  "left_anti"))
+    return train, test
+
+
 def active_persons(events: DataFrame) -> DataFrame:
     """One row per person seen in the window: latest known country and device_type, first and last time."""
     latest = lambda c: F.max_by(F.col(c), F.when(F.col(c).isNotNull(), F.col("event_time"))).alias(c)
@@ -85,6 +106,13 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
     out = layout.interactions(run_date)
     io.write_spark_parquet(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"), out)
     io.write_spark_parquet(active_persons(attributed).coalesce(1), layout.persons(run_date))
+    if cfg.gate.enabled:
+        train, test = holdout_split(attributed, run_date=run_date, holdout_days=cfg.gate.holdout_days,
+                                    event_weights=cfg.event_weights.as_dict(),
+                                    half_life_days=cfg.interactions.half_life_days,
+                                    test_event_types=cfg.gate.test_event_types)
+        io.write_spark_parquet(train.coalesce(cfg.spark.shuffle_partitions), layout.holdout(run_date, "train"))
+        io.write_spark_parquet(test.coalesce(1), layout.holdout(run_date, "test"))
     attributed.unpersist()
     written = spark.read.parquet(out)
     stats = written.agg(F.count("*").alias("pairs"), F.countDistinct("person_id").alias("persons"),

@@ -16,7 +16,7 @@ from jobs.common.layout import Layout
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("validate", "stitch", "interactions", "train", "retrieve", "rank", "publish")
+STAGES: tuple[str, ...] = ("validate", "stitch", "interactions", "train", "gate", "retrieve", "rank", "publish")
 _MODULES = {name: f"jobs.{name}" for name in STAGES}
 
 

@@ -54,6 +54,10 @@ class Layout:
         """Ranked lists waiting for the output checks and the model gate before publish."""
         return self._p("staging", "recommendations", f"dt={ds}")
 
+    def holdout(self, ds: str, part: str) -> str:
+        """Temporal holdout for the model gate: part `train` (interactions before the cutoff) or `test`."""
+        return self._p("holdout", f"dt={ds}", part)
+
     def model(self, ds: str) -> str:
         return self._p("models", f"dt={ds}")
 

@@ -1,0 +1,79 @@
+"""End-to-end nightly run on a generated shop: time per stage, peak memory, and a baseline in the same
+process (one plain Spark pass reading every event of the window), so figures compare as ratios.
+
+    python bench/bench_pipeline.py                       # 100k users x 20k items x 90 days (~10M events)
+    python bench/bench_pipeline.py --users 20000 --items 5000 --days 30
+The shop is generated once per size under --work (default /tmp/recs-bench) and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import PeakRSS, append_results  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--items", type=int, default=20_000)
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--start", default="2026-08-01")
+    p.add_argument("--work", default="/tmp/recs-bench")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import datetime as dt
+
+    from jobs.common.layout import Layout, window
+    from jobs.common.spark import spark_session
+    from jobs.config import load_config
+    from jobs.generate_shop import generate_shop
+    from jobs.pipeline import STAGES, run_stage
+
+    root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"
+    run_date = (dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days - 1)).isoformat()
+    gen_seconds = None
+    if not (root / "raw" / "events" / f"dt={run_date}").exists():
+        t = time.time()
+        generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items, seed=1)
+        gen_seconds = time.time() - t
+    for sub in ("validated", "quarantine", "state", "interactions", "persons", "segments", "models", "candidates",
+                "staging", "recommendations", "identity", "exports", "reports"):
+        import shutil
+
+        shutil.rmtree(root / sub, ignore_errors=True)  # every run starts from raw data only
+    cfg = load_config(data_root=str(root), overrides=args.set)
+    timings = {}
+    with PeakRSS() as mem:
+        t = time.time()
+        spark = spark_session(cfg.spark, app_name="recs-bench")
+        startup = time.time() - t
+        t = time.time()
+        paths = [Layout(cfg.data_root).raw("events", d) for d in window(run_date, cfg.window_days)]
+        events = spark.read.parquet(*[x for x in paths if Path(x).exists()])
+        n_events = events.count()
+        baseline = time.time() - t
+        for stage in STAGES:
+            t = time.time()
+            run_stage(stage, cfg, run_date, spark=spark)
+            timings[stage] = time.time() - t
+    total = sum(timings.values())
+    lines = [f"shop: {args.users:,} users x {args.items:,} items x {args.days} days = {n_events:,} events"
+             + (f" (generated in {gen_seconds:.0f}s)" if gen_seconds else ""),
+             f"config overrides: {args.set or 'none'}; spark {cfg.spark.master}",
+             "", "| stage | seconds | x one Spark pass |", "|---|---|---|"]
+    lines += [f"| {s} | {v:.1f} | {v / baseline:.1f} |" for s, v in timings.items()]
+    lines += [f"| **total** | **{total:.1f}** | **{total / baseline:.1f}** |", "",
+              f"baseline (one Spark pass: read + count every event): {baseline:.1f}s; Spark start {startup:.1f}s; "
+              f"peak RSS (Python + JVM) {mem.peak_gb:.2f} GB"]
+    append_results("bench_pipeline: nightly run end to end", lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+import datetime as dt
+
+import pytest
+
+from jobs.interactions import active_persons, build_interactions, holdout_split
+
+pytestmark = pytest.mark.spark
+W = {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 10.0, "return": -10.0, "search": 0.0}
+SCHEMA = "person_id string, item_id string, event_type string, event_time timestamp, country string, device_type string"
+
+
+def ev(spark, data):
+    return spark.createDataFrame([(p, i, t, dt.datetime.fromisoformat(ts), c, d) for p, i, t, ts, c, d in data], SCHEMA)
+
+
+def test_weights_decay_and_returns_cancel_purchases(spark):
+    events = ev(spark, [
+        ("p1", "a", "product_view", "2026-03-10 23:59:59", "DE", "ios"),   # age 0 -> 1.0
+        ("p1", "a", "purchase", "2026-02-08 23:59:59", "DE", "ios"),       # age 30 days, half-life 30 -> 5.0
+        ("p1", "b", "purchase", "2026-03-09 12:00:00", "DE", "ios"),
+        ("p1", "b", "return", "2026-03-10 12:00:00", "DE", "ios"),         # returned: not bought, weight <= 0
+        ("p2", "a", "search", "2026-03-10 10:00:00", "FR", None),          # weight 0 type
+        (None, "a", "purchase", "2026-03-10 10:00:00", "FR", None),        # no person
+        ("p2", "c", "add_to_cart", "2026-03-11 10:00:00", "FR", None),     # after the run date
+    ])
+    out = build_interactions(events, run_date="2026-03-10", event_weights=W, half_life_days=30.0)
+    got = {(r.person_id, r.item_id): (r.weight, r.purchased) for r in out.collect()}
+    assert set(got) == {("p1", "a")}
+    assert got[("p1", "a")][0] == pytest.approx(6.0, rel=1e-6) and got[("p1", "a")][1] is True
+
+
+def test_holdout_split_tests_on_new_items_after_the_cutoff(spark):
+    events = ev(spark, [
+        ("p1", "a", "purchase", "2026-03-01 10:00:00", "DE", "ios"),
+        ("p1", "a", "purchase", "2026-03-09 10:00:00", "DE", "ios"),   # re-buy in test: not a new item
+        ("p1", "b", "add_to_cart", "2026-03-09 10:00:00", "DE", "ios"),
+        ("p1", "c", "product_view", "2026-03-10 10:00:00", "DE", "ios"),  # a view is not a test event
+    ])
+    train, test = holdout_split(events, run_date="2026-03-10", holdout_days=2, event_weights=W, half_life_days=30.0,
+                                test_event_types=("purchase", "add_to_cart"))
+    assert sorted((r.person_id, r.item_id) for r in train.collect()) == [("p1", "a")]
+    assert sorted((r.person_id, r.item_id) for r in test.collect()) == [("p1", "b")]
+
+
+def test_active_persons_keeps_latest_known_context(spark):
+    events = ev(spark, [("p1", "a", "product_view", "2026-03-01 10:00:00", "DE", "ios"),
+                        ("p1", None, "search", "2026-03-05 10:00:00", None, "android"),
+                        ("p2", None, "login", "2026-03-02 10:00:00", "FR", None)])
+    got = {r.person_id: (r.country, r.device_type, r.events) for r in active_persons(events).collect()}
+    assert got == {"p1": ("DE", "android", 2), "p2": ("FR", None, 1)}

@@ -1,0 +1,70 @@
+import json
+import threading
+import urllib.request
+
+import pytest
+
+from jobs import kvstore
+from jobs.serve import make_server
+
+pytestmark = pytest.mark.spark
+
+RECS = [("person", "p1", 1, "i1", 0.9), ("person", "p1", 2, "i2", 0.5),
+        ("segment", "global", 1, "i9", 5.0), ("segment", "global", 2, "i8", 4.0),
+        ("segment", "country=DE", 1, "i7", 3.0), ("segment", "country=DE/device_type=ios", 1, "i6", 2.0)]
+IDS = [("user_id", "u1", "p1"), ("anonymous_id", "a1", "p1")]
+
+
+def publish(spark, kv_root, recs, run_date="2026-01-01"):
+    r = spark.createDataFrame(recs, "subject_type string, subject_id string, rank int, item_id string, score double")
+    i = spark.createDataFrame(IDS, "id_type string, id string, person_id string")
+    version = kvstore.build_version(spark, r, i, kv_root, meta={"run_date": run_date, "top_n": 2,
+                                                                 "segment_dimensions": ["country", "device_type"]})
+    kvstore.switch_current(kv_root, version)
+    return version
+
+
+def test_lookup_by_user_anonymous_and_unknown_id(spark, tmp_path):
+    kv = str(tmp_path / "kv")
+    publish(spark, kv, RECS)
+    reader = kvstore.KVReader(kv)
+    by_user = reader.lookup("u1")
+    assert by_user["person_id"] == "p1" and by_user["source"] == "person"
+    assert [x["item_id"] for x in by_user["items"]] == ["i1", "i2"]
+    assert reader.lookup("a1")["items"] == by_user["items"]
+    assert reader.lookup("nobody")["source"] == "segment:global"
+    assert reader.lookup("nobody", country="DE")["source"] == "segment:country=DE"
+    assert reader.lookup("nobody", country="DE", device_type="ios")["items"][0]["item_id"] == "i6"
+    assert reader.lookup("nobody", country="FR", device_type="ios")["source"] == "segment:global"
+    assert len(reader.lookup("nobody", k=1)["items"]) == 1
+
+
+def test_new_version_switches_atomically_and_keeps_previous(spark, tmp_path):
+    kv = str(tmp_path / "kv")
+    first = publish(spark, kv, RECS)
+    second = publish(spark, kv, [r if r[1] != "p1" or r[2] != 1 else ("person", "p1", 1, "i3", 0.99) for r in RECS],
+                     run_date="2026-01-02")
+    assert kvstore.current(kv) == {"version": second, "previous": first}
+    assert kvstore.KVReader(kv).lookup("u1")["items"][0]["item_id"] == "i3"
+    assert kvstore.KVReader(kv, version=first).lookup("u1")["items"][0]["item_id"] == "i1"  # rollback readable
+
+
+def test_missing_export_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no published key-value version"):
+        kvstore.KVReader(str(tmp_path / "kv"))
+
+
+def test_http_serve_answers_like_lookup(spark, tmp_path):
+    kv = str(tmp_path / "kv")
+    publish(spark, kv, RECS)
+    server = make_server(kv, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        body = json.load(urllib.request.urlopen(f"{base}/recommendations/u1?k=1", timeout=5))
+        assert body == {"id": "u1", "person_id": "p1", "source": "person", "items": [{"item_id": "i1", "score": 0.9}]}
+        body = json.load(urllib.request.urlopen(f"{base}/recommendations/zz?country=DE", timeout=5))
+        assert body["source"] == "segment:country=DE" and body["person_id"] is None
+        assert json.load(urllib.request.urlopen(f"{base}/health", timeout=5))["status"] == "ok"
+    finally:
+        server.shutdown()
