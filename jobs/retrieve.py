@@ -70,11 +70,54 @@ def retrieve(person_vectors: np.ndarray, item_vectors: np.ndarray, *, bought_row
     return p[order], i[order], s[order]
 
 
-def read_catalog_availability(path: str) -> pa.Table:
+def cold_item_vectors(catalog, model_ids: np.ndarray, model_vectors: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings for catalog items the model has not seen (new listings), from their attributes.
+
+    A cold item gets the mean vector of the trained items that share its leaf category and brand, else its
+    leaf category, else its top-level category: it is then retrieved for people who like similar items.
+    Items with no such neighbour stay out (popular fill still reaches them). Returns (ids, vectors).
+    """
+    import pandas as pd
+
+    cat = catalog.to_pandas() if hasattr(catalog, "to_pandas") else catalog
+    path = cat["category_path"].fillna("").str.split(" > ")
+    cat = cat.assign(leaf=path.str[-1], top=path.str[0], brand=cat["brand"].fillna(""))
+    known = cat["item_id"].isin(set(model_ids))
+    trained = cat[known].set_index("item_id").loc[model_ids[np.isin(model_ids, cat["item_id"])]]
+    cold = cat[~known & cat["is_available"].fillna(False)]
+    if cold.empty or trained.empty:
+        return np.zeros(0, dtype=object), np.zeros((0, model_vectors.shape[1]), np.float32)
+    vec_of = dict(zip(model_ids, model_vectors))
+    trained_vecs = np.stack([vec_of[i] for i in trained.index])
+    frame = pd.DataFrame(trained_vecs, index=trained.index)
+    vectors = np.full((len(cold), model_vectors.shape[1]), np.nan, np.float32)
+    for keys in (["leaf", "brand"], ["leaf"], ["top"]):
+        means = frame.groupby([trained[k] for k in keys]).mean()
+        todo = np.isnan(vectors[:, 0])
+        if not todo.any():
+            break
+        idx = pd.MultiIndex.from_frame(cold.loc[todo, keys]) if len(keys) > 1 else pd.Index(cold.loc[todo, keys[0]])
+        found = means.reindex(idx).to_numpy(np.float32)
+        vectors[np.flatnonzero(todo)] = found
+    ok = ~np.isnan(vectors[:, 0])
+    return cold["item_id"].to_numpy(object)[ok], vectors[ok]
+
+
+def read_catalog(path: str) -> pa.Table:
     import pyarrow.dataset as pads
 
     fs, local = io.fs_for(path)
-    return pads.dataset(local, filesystem=fs, format="parquet").to_table(columns=["item_id", "is_available"])
+    return pads.dataset(local, filesystem=fs, format="parquet").to_table(
+        columns=["item_id", "is_available", "category_path", "brand"])
+
+
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes of `ids` in `sorted_ids` and a mask of which were found."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return pos, sorted_ids[pos] == ids
 
 
 def run(spark, cfg, run_date: str) -> dict:
@@ -83,26 +126,30 @@ def run(spark, cfg, run_date: str) -> dict:
     started = time.time()
     layout = Layout(cfg.data_root)
     persons, items, meta = load_factors(layout.model(run_date))
-    catalog = read_catalog_availability(layout.validated("catalog", run_date))
+    catalog = read_catalog(layout.validated("catalog", run_date))
     available_ids = pc.filter(catalog.column("item_id"), pc.fill_null(catalog.column("is_available"), False))
     in_index = np.flatnonzero(pc.is_in(pa.array(items.ids, pa.string()), value_set=available_ids)
                               .to_numpy(zero_copy_only=False))
-    index_ids = items.ids[in_index]
+    cold_ids, cold_vectors = cold_item_vectors(catalog, items.ids, items.vectors)
+    index_ids = np.concatenate([items.ids[in_index], cold_ids])
+    index_vectors = np.concatenate([items.vectors[in_index], cold_vectors])
+    index_source = np.array(["mf"] * len(in_index) + ["content"] * len(cold_ids), dtype=object)
+    order = np.argsort(index_ids, kind="stable")  # sorted ids: bought items are found by binary search
+    index_ids, index_vectors, index_source = index_ids[order], index_vectors[order], index_source[order]
     bought = read_interactions(layout.interactions(run_date), ("person_id", "item_id", "purchased"))
     bought = bought.filter(pc.field("purchased"))
-    rows = np.searchsorted(persons.ids, bought.column("person_id").to_numpy(zero_copy_only=False))
-    cols = np.searchsorted(index_ids, bought.column("item_id").to_numpy(zero_copy_only=False))
-    cols = np.minimum(cols, max(len(index_ids) - 1, 0))
-    found = (len(index_ids) > 0) & (index_ids[cols] == bought.column("item_id").to_numpy(zero_copy_only=False))
+    rows, row_found = _positions(persons.ids, bought.column("person_id").to_numpy(zero_copy_only=False))
+    cols, col_found = _positions(index_ids, bought.column("item_id").to_numpy(zero_copy_only=False))
+    found = row_found & col_found
     search_started = time.time()
-    p, i, s = retrieve(persons.vectors, items.vectors[in_index], bought_rows=rows[found], bought_cols=cols[found],
+    p, i, s = retrieve(persons.vectors, index_vectors, bought_rows=rows[found], bought_cols=cols[found],
                        n=cfg.candidates.n, brute_force_below=cfg.candidates.scann_brute_force_below)
     search_seconds = time.time() - search_started
     table = pa.table({"person_id": pa.array(persons.ids, pa.string()).take(pa.array(p)),
                       "item_id": pa.array(index_ids, pa.string()).take(pa.array(i)),
                       "score": pa.array(s.astype(np.float64)),
-                      "source": pa.array(np.full(len(p), "mf", dtype=object), pa.string())})
+                      "source": pa.array(index_source, pa.string()).take(pa.array(i))})
     out = io.write_arrow_parquet(table, layout.candidates(run_date))
     return {"path": out, "model_version": meta.get("model_version"), "persons": int(len(np.unique(p))),
-            "candidates": int(len(p)), "indexed_items": int(len(index_ids)),
+            "candidates": int(len(p)), "indexed_items": int(len(index_ids)), "cold_items": int(len(cold_ids)),
             "search_seconds": round(search_seconds, 1), "seconds": round(time.time() - started, 1)}

@@ -75,3 +75,23 @@ def test_factors_round_trip_through_arrow():
     back = Factors.from_table(f.table("item_id"), "item_id")
     assert list(back.ids) == ["a", "b"]
     np.testing.assert_array_equal(back.vectors, f.vectors)
+
+
+def test_cold_items_borrow_vectors_from_their_category_and_brand():
+    import pandas as pd
+
+    from jobs.retrieve import cold_item_vectors
+
+    catalog = pd.DataFrame({
+        "item_id": ["a", "b", "c", "new1", "new2", "new3", "gone"],
+        "category_path": ["W > Shoes > Boots", "W > Shoes > Boots", "M > Hats > Caps", "W > Shoes > Boots",
+                          "W > Shoes > Heels", "K > Toys > Cars", "W > Shoes > Boots"],
+        "brand": ["x", "y", "x", "x", None, "z", "x"],
+        "is_available": [True, True, True, True, True, True, False]})
+    ids = np.array(["a", "b", "c"], dtype=object)
+    vecs = np.array([[1, 0], [0, 1], [5, 5]], dtype=np.float32)
+    cold_ids, cold_vecs = cold_item_vectors(catalog, ids, vecs)
+    got = dict(zip(cold_ids, map(tuple, cold_vecs)))
+    assert got["new1"] == (1.0, 0.0)           # same leaf + brand as a
+    assert got["new2"] == (0.5, 0.5)           # only the top-level category W matches: mean of a, b
+    assert "new3" not in got and "gone" not in got  # no neighbour; unavailable
