@@ -99,6 +99,22 @@ def cmd_import_movielens(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    from jobs.gate import HoldoutMissingError
+    from jobs.tune import tune
+
+    cfg = _config(args)
+    try:
+        result = tune(cfg, args.date, budget_seconds=args.budget_minutes * 60,
+                      out_file=args.out or f"tuned-{args.date}.yaml", seed=cfg.seed)
+    except HoldoutMissingError as exc:
+        print(f"recs tune: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result["best"], indent=1, default=str))
+    print(f"wrote {result['out_file']}: use it with `recs run --conf {result['out_file']}`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recs", description="Nightly batch recommendations for ecommerce.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -120,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--conf", help="YAML file layered on conf/default.yaml")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tune", help="search ALS settings on a date's holdout and write them as a config file")
+    t.add_argument("--data-root", required=True)
+    t.add_argument("--date", required=True, help="a date the pipeline has run (at least to interactions) for")
+    t.add_argument("--budget-minutes", type=float, default=10.0)
+    t.add_argument("--out", help="config file to write (default tuned-<date>.yaml)")
+    t.add_argument("--conf")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE")
+    t.set_defaults(func=cmd_tune)
 
     lk = sub.add_parser("lookup", help="what the storefront would get for an id")
     lk.add_argument("--data-root", required=True)

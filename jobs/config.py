@@ -107,6 +107,10 @@ class GateConfig:
     max_drop_vs_previous: float
     test_event_types: tuple[str, ...]
     max_test_persons: int
+    # added by the gate stage (jobs/gate.py)
+    min_test_persons: int
+    recent_popularity_days: int
+    allow_first_run: bool
 
 
 @dataclass(frozen=True)

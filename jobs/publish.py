@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from jobs import kvstore
 from jobs.common import io
 from jobs.common.layout import Layout
+from jobs.gate import mark_published
 
 
 def run(spark: SparkSession, cfg, run_date: str) -> dict:
@@ -39,5 +40,6 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
             "top_n": cfg.top_n, "segment_dimensions": list(cfg.segments.dimensions)}
     version = kvstore.build_version(spark, published, identity, layout.kv(), meta=meta)
     pointer = kvstore.switch_current(layout.kv(), version)
+    mark_published(cfg, run_date)  # the next night's gate compares against this model
     return {"recommendations": layout.recommendations(run_date), "kv_version": version,
             "kv_previous": pointer["previous"], "coverage": coverage, "seconds": round(time.time() - started, 1)}

@@ -71,6 +71,14 @@ def read_interactions(path: str, columns=("person_id", "item_id", "weight", "pur
     return pads.dataset(local, filesystem=fs, format="parquet").to_table(columns=list(columns))
 
 
+def stored_config(cfg) -> dict:
+    """The config as stored with the model: everything but where data lives and how Spark runs."""
+    d = dataclasses.asdict(cfg)
+    d.pop("data_root", None)
+    d.pop("spark", None)
+    return d
+
+
 def model_version(cfg, run_date: str) -> str:
     return f"als-{run_date}-{cfg.fingerprint()}"
 
@@ -101,6 +109,10 @@ def run(spark, cfg, run_date: str) -> dict:
         pq.write_table(Factors(items, item_vecs).table("item_id"), f"{p}/items.parquet", filesystem=fs)
         io.write_json(f"{tmp}/model.json", {"model_version": version, "run_date": run_date,
                                             "als": dataclasses.asdict(a), "seed": cfg.seed,
+                                            # every setting, so the gate can say what changed since the last
+                                            # published model (jobs/gate.py config_changes)
+                                            "config_fingerprint": cfg.fingerprint(),
+                                            "config": stored_config(cfg),
                                             "persons": len(persons), "items": len(items), "nnz": int(matrix.nnz)})
     return {"path": out, "model_version": version, "persons": len(persons), "items": len(items),
             "nnz": int(matrix.nnz), "fit_seconds": round(fit_seconds, 1), "seconds": round(time.time() - started, 1)}
