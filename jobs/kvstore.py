@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.common import io
-
-GLOBAL = "global"
+from jobs.common.segments import lookup_keys
 
 
 def _local(path: str) -> Path:
@@ -133,17 +132,6 @@ class KVReader:
                                 (id_,)).fetchone()
         return row[0] if row else None
 
-    def segment_candidates(self, country: str | None, device_type: str | None) -> list[str]:
-        ctx = {"country": country, "device_type": device_type}
-        dims = [d for d in self.meta.get("segment_dimensions", ["country", "device_type"])]
-        from jobs.rank import segment_keys
-
-        keys = []
-        for combo in segment_keys(tuple(dims)):
-            if all(ctx.get(d) for d in combo):
-                keys.append("/".join(f"{d}={ctx[d]}" for d in combo) if combo else GLOBAL)
-        return keys
-
     def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
                k: int | None = None) -> dict:
         """The storefront's answer: the person's list, else the best matching segment list, never empty."""
@@ -152,7 +140,8 @@ class KVReader:
         if person_id is not None:
             items, source = self._list(f"person:{person_id}"), "person"
         if not items:
-            for key in self.segment_candidates(country, device_type):
+            dims = tuple(self.meta.get("segment_dimensions", ["country", "device_type"]))
+            for key in lookup_keys(dims, {"country": country, "device_type": device_type}):
                 items = self._list(f"segment:{key}")
                 if items:
                     source = f"segment:{key}"

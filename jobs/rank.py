@@ -20,17 +20,9 @@ from pyspark.sql import functions as F
 
 from jobs.common import io
 from jobs.common.layout import Layout, window
+from jobs.common.segments import GLOBAL, segment_keys
 
-GLOBAL = "global"
 DEMOTION = 10.0  # larger than any score spread, so demoted items sort after all others
-
-
-def segment_keys(dimensions: tuple[str, ...]) -> list[list[str]]:
-    """Key dimension sets from most to least specific: (country, device_type), (country,), (device_type,), ()."""
-    combos: list[list[str]] = [[]]
-    for d in dimensions:
-        combos += [c + [d] for c in combos]
-    return sorted(combos, key=lambda c: (-len(c), [dimensions.index(x) for x in c]))
 
 
 def _key_expr(dims: list[str]):

@@ -10,8 +10,9 @@ SHARED_DATA = Path(os.environ.get("RECS_SHARED_DATA", REPO.parent / "shared" / "
 
 def pytest_configure(config):
     # Before anything imports airflow: its settings are read at first import.
+    config._recs_airflow_home = tempfile.mkdtemp(prefix="recs-airflow-")
     os.environ.update(
-        AIRFLOW_HOME=tempfile.mkdtemp(prefix="airflow-"),
+        AIRFLOW_HOME=config._recs_airflow_home,
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__UNIT_TEST_MODE="True",
@@ -19,6 +20,12 @@ def pytest_configure(config):
         OPENBLAS_NUM_THREADS="1",
         PYARROW_IGNORE_TIMEZONE="1",
     )
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    shutil.rmtree(getattr(config, "_recs_airflow_home", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
+
+LOG4J = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
 
 
 def spark_session(spark_cfg, app_name: str = "recs"):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode: no need to resolve the host name
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    java_opts = f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J.as_uri()}"
     builder = (SparkSession.builder.appName(app_name).master(spark_cfg.master)
                .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
                .config("spark.driver.memory", spark_cfg.driver_memory)
@@ -17,8 +24,8 @@ def spark_session(spark_cfg, app_name: str = "recs"):
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.adaptive.enabled", "true")
-               .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-               .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC"))
+               .config("spark.driver.extraJavaOptions", java_opts)
+               .config("spark.executor.extraJavaOptions", java_opts))
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
