@@ -23,7 +23,10 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    import logging
     import shutil
+
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its close-at-exit log hits a closed stream
 
     shutil.rmtree(getattr(config, "_recs_airflow_home", ""), ignore_errors=True)
 
