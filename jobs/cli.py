@@ -56,9 +56,9 @@ def cmd_run(args) -> int:
 
 def cmd_lookup(args) -> int:
     from jobs.common.layout import Layout
-    from jobs.kvstore import KVReader
+    from jobs.serve import open_reader
 
-    reader = KVReader(Layout(args.data_root).kv())
+    reader = open_reader(Layout(args.data_root).kv(), args.redis_url)
     for id_ in args.ids:
         started = time.perf_counter()
         ans = reader.lookup(id_, country=args.country, device_type=args.device_type, k=args.k)
@@ -76,8 +76,9 @@ def cmd_serve(args) -> int:
     from jobs.common.layout import Layout
     from jobs.serve import make_server
 
-    server = make_server(Layout(args.data_root).kv(), args.host, args.port)
-    print(f"serving {Layout(args.data_root).kv()} on http://{args.host}:{server.server_address[1]}", flush=True)
+    server = make_server(Layout(args.data_root).kv(), args.host, args.port, redis_url=args.redis_url)
+    source = args.redis_url or Layout(args.data_root).kv()
+    print(f"serving {source} on http://{args.host}:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -153,12 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     lk.add_argument("--device-type")
     lk.add_argument("-k", type=int, default=None, help="items to return (default: the whole list)")
     lk.add_argument("--json", action="store_true")
+    lk.add_argument("--redis-url", help="read the Redis export instead of the embedded store")
     lk.set_defaults(func=cmd_lookup)
 
     s = sub.add_parser("serve", help="the lookup over HTTP")
     s.add_argument("--data-root", required=True)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--redis-url", help="serve the Redis export instead of the embedded store")
     s.set_defaults(func=cmd_serve)
 
     o = sub.add_parser("import-online-retail", help="UCI Online Retail -> contract events and catalog")

@@ -120,6 +120,12 @@ class SegmentsConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    keep_versions: int
+    redis_url: str
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     id: str
     variants: tuple[str, ...]
@@ -146,6 +152,7 @@ class RecsConfig:
     rank: RankConfig
     gate: GateConfig
     segments: SegmentsConfig
+    export: ExportConfig
     experiment: ExperimentConfig
     spark: SparkConfig
     data_root: str = ""

@@ -15,11 +15,11 @@ Tables: `ids(id, id_type, person_id)`, `lists(subject_key, items)` where subject
 """
 from __future__ import annotations
 
+import abc
 import json
 import os
 import sqlite3
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.common import io
@@ -34,11 +34,21 @@ def _local(path: str) -> Path:
     return Path(p)
 
 
+def list_rows(recommendations):
+    """(subject_key, items): one row per list, items as JSON `[[item_id, score], ...]` in rank order.
+    subject_key is `person:<person_id>` or `segment:<key>`; both stores hold exactly this."""
+    from pyspark.sql import functions as F
+
+    ranked = F.array_sort(F.collect_list(F.struct("rank", "item_id", "score")))
+    return (recommendations.groupBy("subject_type", "subject_id")
+            .agg(F.to_json(F.transform(ranked, lambda x: F.array(x["item_id"], x["score"].cast("string"))))
+                 .alias("items"))
+            .select(F.concat_ws(":", "subject_type", "subject_id").alias("subject_key"), "items"))
+
+
 def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict, keep: int = 3) -> str:
     """Writes a new version from Spark DataFrames (streamed to the driver partition by partition, never
     collected whole) and returns its name. Does not switch CURRENT."""
-    from pyspark.sql import functions as F
-
     root = _local(kv_root)
     version = f"{meta['run_date']}-{uuid.uuid4().hex[:8]}"
     tmp = root / "versions" / f".tmp-{version}"
@@ -51,13 +61,7 @@ def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict,
                               PRIMARY KEY (id, id_type)) WITHOUT ROWID;
             CREATE TABLE lists (subject_key TEXT PRIMARY KEY, items TEXT NOT NULL) WITHOUT ROWID;
             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);""")
-        per_list = (recommendations
-                    .groupBy("subject_type", "subject_id")
-                    .agg(F.to_json(F.transform(F.array_sort(F.collect_list(F.struct("rank", "item_id", "score"))),
-                                               lambda x: F.array(x["item_id"], x["score"].cast("string"))))
-                         .alias("items"))
-                    .select(F.concat_ws(":", "subject_type", "subject_id").alias("k"), "items"))
-        _insert(con, "INSERT INTO lists VALUES (?, ?)", per_list.toLocalIterator(prefetchPartitions=True))
+        _insert(con, "INSERT INTO lists VALUES (?, ?)", list_rows(recommendations).toLocalIterator(prefetchPartitions=True))
         _insert(con, "INSERT OR REPLACE INTO ids VALUES (?, ?, ?)",
                 identity.select("id", "id_type", "person_id").toLocalIterator(prefetchPartitions=True))
         con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
@@ -104,13 +108,46 @@ def _prune(root: Path, *, keep: int) -> None:
             old.rmdir()
 
 
-@dataclass
-class KVReader:
-    """Lookups against the current version (or a pinned one)."""
-    kv_root: str
-    version: str | None = None
+class Lookup(abc.ABC):
+    """The storefront's lookup over any store that can answer `person_of(id)` and `list_items(subject_key)`."""
 
-    def __post_init__(self):
+    version: str | None
+    meta: dict
+
+    @abc.abstractmethod
+    def person_of(self, id_: str) -> str | None:
+        """The person behind a user_id or anonymous_id (user_id wins if both match), or None."""
+
+    @abc.abstractmethod
+    def list_items(self, subject_key: str) -> list | None:
+        """`[[item_id, score], ...]` of `person:<id>` or `segment:<key>`, or None."""
+
+    def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
+               k: int | None = None) -> dict:
+        """The person's list, else the most specific matching segment list, else `global`; never empty."""
+        person_id = self.person_of(id_)
+        items, source = None, None
+        if person_id is not None:
+            items, source = self.list_items(f"person:{person_id}"), "person"
+        if not items:
+            dims = tuple(self.meta.get("segment_dimensions", ["country", "device_type"]))
+            for key in lookup_keys(dims, {"country": country, "device_type": device_type}):
+                items = self.list_items(f"segment:{key}")
+                if items:
+                    source = f"segment:{key}"
+                    break
+        if not items:
+            raise LookupError(f"version {self.version} has no global segment list: the export is broken")
+        items = items[:k] if k else items
+        return {"id": id_, "person_id": person_id, "source": source,
+                "items": [{"item_id": i, "score": float(s)} for i, s in items]}
+
+
+class KVReader(Lookup):
+    """Lookups against the embedded store's current version (or a pinned one)."""
+
+    def __init__(self, kv_root: str, version: str | None = None):
+        self.kv_root, self.version = kv_root, version
         pointer = current(self.kv_root)
         if self.version is None:
             if not pointer:
@@ -123,31 +160,11 @@ class KVReader:
         self._con = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         self.meta = {k: json.loads(v) for k, v in self._con.execute("SELECT key, value FROM meta")}
 
-    def _list(self, key: str):
-        row = self._con.execute("SELECT items FROM lists WHERE subject_key = ?", (key,)).fetchone()
+    def list_items(self, subject_key: str):
+        row = self._con.execute("SELECT items FROM lists WHERE subject_key = ?", (subject_key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def person_of(self, id_: str) -> str | None:
         row = self._con.execute("SELECT person_id FROM ids WHERE id = ? ORDER BY id_type = 'user_id' DESC LIMIT 1",
                                 (id_,)).fetchone()
         return row[0] if row else None
-
-    def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
-               k: int | None = None) -> dict:
-        """The storefront's answer: the person's list, else the best matching segment list, never empty."""
-        person_id = self.person_of(id_)
-        items, source = None, None
-        if person_id is not None:
-            items, source = self._list(f"person:{person_id}"), "person"
-        if not items:
-            dims = tuple(self.meta.get("segment_dimensions", ["country", "device_type"]))
-            for key in lookup_keys(dims, {"country": country, "device_type": device_type}):
-                items = self._list(f"segment:{key}")
-                if items:
-                    source = f"segment:{key}"
-                    break
-        if not items:
-            raise LookupError(f"version {self.version} has no global segment list: the export is broken")
-        items = items[:k] if k else items
-        return {"id": id_, "person_id": person_id, "source": source,
-                "items": [{"item_id": i, "score": float(s)} for i, s in items]}

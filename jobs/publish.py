@@ -38,8 +38,14 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
     identity = io.read_spark_parquet(spark, layout.identity(run_date), "identity")
     meta = {"run_date": run_date, "model_version": published.select("model_version").first()[0],
             "top_n": cfg.top_n, "segment_dimensions": list(cfg.segments.dimensions)}
-    version = kvstore.build_version(spark, published, identity, layout.kv(), meta=meta)
+    keep = cfg.export.keep_versions
+    version = kvstore.build_version(spark, published, identity, layout.kv(), meta=meta, keep=keep)
+    if cfg.export.redis_url:  # both stores hold the new version before either pointer moves
+        from jobs import redis_store
+
+        redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta)
+        redis_store.switch_current(cfg.export.redis_url, version, keep=keep)
     pointer = kvstore.switch_current(layout.kv(), version)
     mark_published(cfg, run_date)  # the next night's gate compares against this model
     return {"recommendations": layout.recommendations(run_date), "kv_version": version,
-            "kv_previous": pointer["previous"], "coverage": coverage, "seconds": round(time.time() - started, 1)}
+            "kv_previous": pointer["previous"], "redis": bool(cfg.export.redis_url), "coverage": coverage, "seconds": round(time.time() - started, 1)}

@@ -15,23 +15,40 @@ from jobs import kvstore
 
 
 class _Readers:
-    """One reader per published version, reopened when CURRENT moves."""
+    """One reader per published version, reopened when the live version moves."""
 
-    def __init__(self, kv_root: str):
-        self.kv_root = kv_root
+    def __init__(self, kv_root: str, redis_url: str | None = None):
+        self.kv_root, self.redis_url = kv_root, redis_url
         self._lock = threading.Lock()
-        self._reader: kvstore.KVReader | None = None
+        self._reader: kvstore.Lookup | None = None
 
-    def get(self) -> kvstore.KVReader:
-        pointer = kvstore.current(self.kv_root) or {}
+    def _live_version(self) -> str | None:
+        if self.redis_url:
+            from jobs.redis_store import live_version
+
+            return live_version(self.redis_url)
+        return (kvstore.current(self.kv_root) or {}).get("version")
+
+    def get(self) -> kvstore.Lookup:
+        live = self._live_version()
         with self._lock:
-            if self._reader is None or self._reader.version != pointer.get("version"):
-                self._reader = kvstore.KVReader(self.kv_root)
+            if self._reader is None or self._reader.version != live:
+                self._reader = open_reader(self.kv_root, self.redis_url)
             return self._reader
 
 
-def make_server(kv_root: str, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    readers = _Readers(kv_root)
+def open_reader(kv_root: str, redis_url: str | None = None) -> kvstore.Lookup:
+    """The live version of the Redis store when a URL is given, else of the embedded store."""
+    if redis_url:
+        from jobs.redis_store import RedisReader
+
+        return RedisReader(redis_url)
+    return kvstore.KVReader(kv_root)
+
+
+def make_server(kv_root: str, host: str = "127.0.0.1", port: int = 8080,
+                redis_url: str | None = None) -> ThreadingHTTPServer:
+    readers = _Readers(kv_root, redis_url)
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: int, body: dict) -> None:

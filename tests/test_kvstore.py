@@ -68,3 +68,26 @@ def test_http_serve_answers_like_lookup(spark, tmp_path):
         assert json.load(urllib.request.urlopen(f"{base}/health", timeout=5))["status"] == "ok"
     finally:
         server.shutdown()
+
+
+@pytest.mark.redis
+def test_redis_export_answers_like_the_embedded_store_and_switches_atomically(spark, tmp_path, redis_url):
+    from jobs import redis_store
+
+    r = spark.createDataFrame(RECS, "subject_type string, subject_id string, rank int, item_id string, score double")
+    i = spark.createDataFrame(IDS, "id_type string, id string, person_id string")
+    meta = {"run_date": "2026-01-01", "segment_dimensions": ["country", "device_type"]}
+    redis_store.build_version(r, i, redis_url, version="v1", meta=meta)
+    assert redis_store.live_version(redis_url) is None  # written but not yet live
+    redis_store.switch_current(redis_url, "v1")
+    kv = str(tmp_path / "kv")
+    publish(spark, kv, RECS)
+    embedded, served = kvstore.KVReader(kv), redis_store.RedisReader(redis_url)
+    for id_, ctx in [("u1", {}), ("a1", {}), ("zz", {"country": "DE", "device_type": "ios"}), ("zz", {})]:
+        assert served.lookup(id_, **ctx) == embedded.lookup(id_, **ctx)
+    r2 = spark.createDataFrame([("segment", "global", 1, "i1", 1.0)],
+                               "subject_type string, subject_id string, rank int, item_id string, score double")
+    redis_store.build_version(r2, i, redis_url, version="v2", meta=meta)
+    assert redis_store.switch_current(redis_url, "v2") == {"version": "v2", "previous": "v1"}
+    assert redis_store.RedisReader(redis_url).lookup("u1")["source"] == "segment:global"
+    assert redis_store.RedisReader(redis_url, version="v1").lookup("u1")["source"] == "person"  # rollback
