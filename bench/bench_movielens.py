@@ -1,0 +1,385 @@
+"""MovieLens 100K top-10 accuracy under Microsoft Recommenders' benchmark protocol: popularity, plain
+implicit ALS and the full nightly pipeline, beside the figures their README publishes.
+
+Protocol (recommenders-team/recommenders, `examples/06_benchmarks/movielens.ipynb` and the README's
+"Algorithm Comparison" table, MovieLens 100k, k = 10): `python_stratified_split(ratio=0.75,
+filter_by="item", seed=42)` (`jobs.evaluation.python_stratified_split`, default method); top 10 with the
+items a user rated in train removed; every test rating is relevant (binary gain); MAP = precision summed at
+each hit in the top 10, divided by the user's number of test items; NDCG@10, Precision@10, Recall@10.
+
+The pipeline rows: the train ratings are imported as contract raw events (the MovieLens importer, then each
+day's events partition rewritten with the train rows only), the stages run for the last train day with a
+window covering every day (gate disabled, top_n 10), and the published person lists are mapped back to
+MovieLens users through the identity map. Intermediate rows isolate what each step costs: the pipeline's own
+ALS factors scored exactly, then ScaNN retrieval with the bought-item filter, then the ranked, published lists.
+
+    python bench/bench_movielens.py                 # all rows, appended to bench/RESULTS.md
+    python bench/bench_movielens.py --sweep         # plus a plain-ALS grid (how the settings were found)
+    python bench/bench_movielens.py --quick         # smoke run: 3 ALS iterations, fewer rows, no append
+Settings: bench/conf/movielens.yaml (`--conf`), `--set key=value` on top. Work data: --work (/tmp).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import append_results  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+K = 10
+SPLIT = {"ratio": 0.75, "filter_by": "item", "seed": 42}
+
+# Recommenders README, "Algorithm Comparison", MovieLens 100k, top 10 (checked against the README at
+# recommenders-team/recommenders commit 005dcd06). Their ALS is Spark MLlib's *explicit* rating model
+# (rank 10, implicitPrefs=False) ranking every unseen movie by predicted rating, hence its low figures.
+PUBLISHED = (
+    ("ALS (Spark, explicit ratings)", 0.004732, 0.044239, 0.048462, 0.017796),
+    ("BPR (Cornac)", 0.132478, 0.441997, 0.388229, 0.212522),
+    ("BiVAE (Cornac)", 0.146126, 0.475077, 0.411771, 0.219145),
+    ("LightGCN", 0.088526, 0.419846, 0.379626, 0.144336),
+    ("NCF (NeuMF)", 0.107720, 0.396118, 0.347296, 0.180775),
+    ("SAR", 0.110591, 0.382461, 0.330753, 0.176385),
+)
+TARGET_NDCG, TARGET_MAP = 0.48, 0.145
+DERIVED = ("validated", "quarantine", "state", "interactions", "persons", "segments", "models", "candidates",
+           "staging", "recommendations", "identity", "exports", "reports", "holdout")
+
+
+# ------------------------------------------------------------------------------------------ shared helpers
+# (bench_online_retail.py and bench_als_vs_spark.py import these)
+
+def pipeline_stages() -> list[str]:
+    """The nightly stages to run: all of `jobs.pipeline.STAGES`. `gate` is left out only while its module does
+    not exist yet; with `gate.enabled: false` it runs and records that the model was not evaluated."""
+    import importlib.util
+
+    from jobs.pipeline import STAGES
+
+    has_gate = importlib.util.find_spec("jobs.gate") is not None
+    return [s for s in STAGES if s != "gate" or has_gate]
+
+
+def reset_derived(root: Path, keep: tuple[str, ...] = ()) -> None:
+    """Removes the pipeline's outputs under a data root (raw/ and `keep` stay), so a run starts from raw data."""
+    for sub in DERIVED:
+        if sub not in keep:
+            shutil.rmtree(root / sub, ignore_errors=True)
+
+
+def read_table(path: str, columns: list[str] | None = None):
+    """A Parquet folder as a pandas DataFrame (bounded outputs only: lists, identity map, candidates)."""
+    import pyarrow.dataset as pads
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no pipeline output at {path}")
+    return pads.dataset(path, format="parquet").to_table(columns=columns).to_pandas()
+
+
+def person_lists(lists, identity, *, user_id_to_user, subject_col: str = "subject_id"):
+    """Person lists (`subject_type == person`) keyed by the benchmark's own user ids via the identity map.
+
+    Parameters
+    ----------
+    lists : pandas.DataFrame
+        Contract recommendations (subject_type, subject_id, rank, item_id, ...), or candidates
+        (person_id, item_id, score) with ``subject_col="person_id"``.
+    identity : pandas.DataFrame
+        The contract identity map (id_type, id, person_id).
+    user_id_to_user : callable
+        Storefront `user_id` Series -> the dataset's user ids (e.g. "u12" -> 12).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``person_id`` (the dataset's user id), ``item_id`` and whatever order columns `lists` had.
+    """
+    if "subject_type" in lists.columns:
+        lists = lists[lists["subject_type"] == "person"]
+    accounts = identity[identity["id_type"] == "user_id"]
+    n_shared = int(accounts["person_id"].duplicated().sum())
+    if n_shared:
+        # two accounts stitched into one person would give both the same list; the benchmark data have none
+        raise ValueError(f"identity map: {n_shared} person(s) hold several user_ids; cannot map lists back")
+    to_user = dict(zip(accounts["person_id"], user_id_to_user(accounts["id"])))
+    out = lists.rename(columns={subject_col: "pid"})
+    out = out[out["pid"].isin(to_user)]
+    out = out.assign(person_id=out["pid"].map(to_user)).drop(columns=["pid"])
+    return out.reset_index(drop=True)
+
+
+def exact_top_k(user_vectors, item_vectors, *, exclude_rows, exclude_cols, k: int, batch: int = 2048):
+    """Exact top-k items by inner product per user, excluding (row, col) pairs: (rows, cols, rank) arrays."""
+    import numpy as np
+
+    rows, cols, ranks = [], [], []
+    exclude_rows, exclude_cols = np.asarray(exclude_rows), np.asarray(exclude_cols)
+    order = np.argsort(exclude_rows, kind="stable")
+    exclude_rows, exclude_cols = exclude_rows[order], exclude_cols[order]
+    for start in range(0, len(user_vectors), batch):
+        stop = min(start + batch, len(user_vectors))
+        scores = user_vectors[start:stop] @ item_vectors.T
+        lo, hi = np.searchsorted(exclude_rows, [start, stop])
+        scores[exclude_rows[lo:hi] - start, exclude_cols[lo:hi]] = -np.inf
+        kk = min(k, scores.shape[1])
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        part = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable"), 1)
+        keep = np.isfinite(np.take_along_axis(scores, part, 1))
+        r = np.repeat(np.arange(start, stop), kk).reshape(-1, kk)
+        rank = np.tile(np.arange(1, kk + 1), (stop - start, 1))
+        rows.append(r[keep])
+        cols.append(part[keep])
+        ranks.append(rank[keep])
+    if not rows:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(ranks)
+
+
+def als_recs(train, users, *, als, seed: int, k: int, weight_col: str | None = None):
+    """Plain implicit ALS (`jobs.train.train_als`) on (person_id, item_id[, weight]) rows; top k unseen items.
+
+    Returns the recs frame (person_id, item_id, rank) for `users` that appear in train, and the fit seconds.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from jobs.train import to_csr, train_als
+
+    weights = train[weight_col].to_numpy(dtype="float64") if weight_col else np.ones(len(train))
+    matrix, persons, items = to_csr(train["person_id"].to_numpy(), train["item_id"].to_numpy(), weights)
+    started = time.perf_counter()
+    user_vecs, item_vecs = train_als(matrix, factors=als.factors, regularization=als.regularization,
+                                     alpha=als.alpha, iterations=als.iterations, threads=als.threads, seed=seed)
+    fit_seconds = time.perf_counter() - started
+    wanted = np.flatnonzero(pd.Index(persons).isin(pd.Index(users)))
+    sub = matrix[wanted].tocoo()
+    r, c, rank = exact_top_k(user_vecs[wanted], item_vecs, exclude_rows=sub.row, exclude_cols=sub.col, k=k)
+    recs = pd.DataFrame({"person_id": persons[wanted][r], "item_id": items[c], "rank": rank})
+    return recs, fit_seconds
+
+
+def factor_recs(model_dir: str, bought, *, k: int):
+    """Top k by exact inner product from the pipeline's saved factors, excluding `bought` (person_id, item_id)
+    pairs given in the pipeline's ids. Isolates the model from retrieval and ranking."""
+    import pandas as pd
+
+    from jobs.train import load_factors
+
+    persons, items, _ = load_factors(model_dir)
+    p_index, i_index = pd.Index(persons.ids), pd.Index(items.ids)
+    rows, cols = p_index.get_indexer(bought["person_id"]), i_index.get_indexer(bought["item_id"])
+    ok = (rows >= 0) & (cols >= 0)
+    r, c, rank = exact_top_k(persons.vectors, items.vectors, exclude_rows=rows[ok], exclude_cols=cols[ok], k=k)
+    return pd.DataFrame({"person_id": persons.ids[r], "item_id": items.ids[c], "rank": rank})
+
+
+def metrics_row(name: str, recs, truth, *, k: int, extra: str = "") -> dict:
+    """`jobs.evaluation.evaluate_all` at k plus the row's name, for `markdown_table`."""
+    from jobs.evaluation import evaluate_all
+
+    return {"name": name, **evaluate_all(recs, truth, k=k), "extra": extra}
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> list[str]:
+    """Rows of dicts -> markdown lines; `columns` = (header, key); floats get 4 decimals (6 for `ref_`)."""
+    out = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for _, key in columns:
+            v = row.get(key, "")
+            if isinstance(v, float):
+                v = f"{v:.6f}" if row.get("published") else f"{v:.4f}"
+            cells.append(str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def stage_seconds(summary: dict) -> str:
+    return ", ".join(f"{s} {v.get('wall_seconds', 0):.0f}s" for s, v in summary["stages"].items())
+
+
+# ------------------------------------------------------------------------------------------ MovieLens
+
+def load_split(source: Path):
+    """(conversion, train ratings, test ratings): ratings as (person_id=user int, item_id=movie int, timestamp)."""
+    from jobs.evaluation import python_stratified_split
+    from jobs.importers.movielens import convert_movielens, read_movielens
+
+    files = read_movielens(str(source))
+    conv = convert_movielens(files)
+    ratings = files.ratings.rename(columns={"user": "person_id", "item": "item_id"})
+    train, test = python_stratified_split(ratings, **SPLIT)
+    return conv, train, test
+
+
+def prepare_data_root(root: Path, source: Path, conv, train) -> dict:
+    """Imports MovieLens into `root` with the importer, then rewrites the raw events with train ratings only.
+
+    Reused when `root/bench_split.json` matches the split; returns {first_day, last_day, train_events}.
+    """
+    import pandas as pd
+
+    from jobs.common import io
+    from jobs.common.layout import Layout
+    from jobs.importers import split_by_day, utc_days, write_daily
+    from jobs.importers.movielens import import_movielens
+
+    marker = root / "bench_split.json"
+    info = io.read_json(str(marker))
+    if info and info.get("split") == SPLIT and info.get("train_rows") == len(train):
+        return info
+    shutil.rmtree(root, ignore_errors=True)
+    import_movielens(str(source), str(root))
+    keys = "ml-" + train["person_id"].astype("string") + "-" + train["item_id"].astype("string")
+    events = conv.events[conv.events["event_id"].isin(pd.Index(keys))]
+    if len(events) != len(train):
+        raise ValueError(f"{source}: {len(train)} train ratings but {len(events)} matching events after import")
+    layout = Layout(str(root))
+    days = set(write_daily(split_by_day(events), layout, "events"))
+    for part in Path(layout.raw("events")).glob("dt=*"):
+        if part.name[3:] not in days:  # a day whose ratings all went to test: no partition, as the contract says
+            shutil.rmtree(part)
+    event_days = sorted(set(utc_days(events["event_time"]).tolist()))
+    info = {"split": SPLIT, "train_rows": len(train), "train_events": len(events),
+            "first_day": event_days[0], "last_day": event_days[-1], "event_days": len(event_days)}
+    io.write_json(str(marker), info)
+    return info
+
+
+def sweep(train, test, *, base_als, seed: int, grid: dict) -> list[str]:
+    """Plain-ALS grid (binary confidence): one markdown line per setting, best NDCG@10 first."""
+    rows = []
+    users = test["person_id"].unique()
+    for factors, reg, alpha in itertools.product(grid["factors"], grid["regularization"], grid["alpha"]):
+        als = base_als.__class__(**{**base_als.__dict__, "factors": factors, "regularization": reg, "alpha": alpha})
+        recs, secs = als_recs(train, users, als=als, seed=seed, k=K)
+        row = metrics_row(f"{factors} / {reg:g} / {alpha:g}", recs, test, k=K)
+        rows.append({**row, "fit": f"{secs:.1f}"})
+        print(f"  {row['name']}: ndcg {row['ndcg_at_k']:.4f} map {row['map_at_k']:.4f}", flush=True)
+    rows.sort(key=lambda r: -r["ndcg_at_k"])
+    return markdown_table(rows, [("factors / reg / alpha", "name"), ("MAP", "map_at_k"), ("nDCG@10", "ndcg_at_k"),
+                                 ("P@10", "precision_at_k"), ("R@10", "recall_at_k"), ("fit s", "fit")])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", default=str(SOURCE), help="the ml-100k folder")
+    p.add_argument("--work", default="/tmp/recs-bench", help="work folder (the data root goes below it)")
+    p.add_argument("--conf", default=str(BENCH / "conf" / "movielens.yaml"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--sweep", action="store_true", help="also run a plain-ALS grid over factors/reg/alpha")
+    p.add_argument("--fresh", action="store_true", help="re-import and re-validate instead of reusing them")
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 ALS iterations, no extra rows, no append")
+    p.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+    from jobs.common.layout import Layout
+    from jobs.common.spark import spark_session
+    from jobs.config import load_config
+    from jobs.evaluation import popularity_recs
+    from jobs.pipeline import run_all, run_stage
+
+    started = time.time()
+    conv, train, test = load_split(Path(args.source))
+    root = Path(args.work) / "movielens-100k"
+    if args.fresh:
+        shutil.rmtree(root, ignore_errors=True)
+    info = prepare_data_root(root, Path(args.source), conv, train)
+    run_date = info["last_day"]
+    window_days = (dt.date.fromisoformat(run_date) - dt.date.fromisoformat(info["first_day"])).days + 1
+    overrides = [f"window_days={window_days}", f"top_n={K}", "gate.enabled=false", *args.set]
+    if args.quick:
+        overrides.append("als.iterations=3")
+    cfg = load_config(args.conf, overrides=overrides, data_root=str(root))
+    print(f"train {len(train):,} / test {len(test):,} ratings; run date {run_date}, window {window_days} days; "
+          f"als {cfg.als}; rank {cfg.rank}", flush=True)
+
+    truth = test[["person_id", "item_id"]]
+    users = truth["person_id"].unique()
+    rows = [metrics_row("popularity (distinct users in train)",
+                        popularity_recs(train, users, k=K, exclude=train), truth, k=K)]
+    plain, fit_seconds = als_recs(train, users, als=cfg.als, seed=cfg.seed, k=K)
+    rows.append(metrics_row("plain implicit ALS (same settings, binary confidence)", plain, truth, k=K,
+                            extra=f"fit {fit_seconds:.1f}s"))
+
+    reset_derived(root, keep=("validated", "quarantine", "reports", "state"))  # validation is reused by marker
+    spark = spark_session(cfg.spark, app_name="recs-bench-movielens")
+    summary = run_all(cfg, run_date, spark=spark, stages=pipeline_stages())
+    layout = Layout(str(root))
+    identity = read_table(layout.identity(run_date))
+    to_user = lambda ids: ids.str.removeprefix("u").astype("int64")  # noqa: E731
+    to_movie = lambda df: df.assign(item_id=df["item_id"].str.removeprefix("i").astype("int64"))  # noqa: E731
+    published = to_movie(person_lists(read_table(layout.recommendations(run_date)), identity,
+                                      user_id_to_user=to_user))
+    n_missing = len(set(users) - set(published["person_id"]))
+    if not args.quick:
+        bought = read_table(layout.interactions(run_date), ["person_id", "item_id", "purchased"])
+        exact = factor_recs(layout.model(run_date), bought[bought["purchased"]], k=K)
+        rows.append(metrics_row("pipeline: its ALS factors, exact top 10 (no retrieval, no ranking)",
+                                to_movie(person_lists(exact, identity, user_id_to_user=to_user,
+                                                      subject_col="person_id")), truth, k=K))
+        candidates = read_table(layout.candidates(run_date))
+        rows.append(metrics_row("pipeline: ScaNN candidates + bought filter, top 10 by MF score",
+                                to_movie(person_lists(candidates, identity, user_id_to_user=to_user,
+                                                      subject_col="person_id")), truth, k=K))
+    rows.append(metrics_row("**full pipeline: published lists**", published, truth, k=K,
+                            extra=f"{n_missing} test users without a list"))
+    if not args.quick:
+        default = load_config(None, overrides=[o for o in overrides if not o.startswith("rank.")])
+        cfg_default_rank = cfg.replace(rank=default.rank)
+        run_stage("rank", cfg_default_rank, run_date, spark=spark)
+        staged = to_movie(person_lists(read_table(layout.staged_recommendations(run_date)), identity,
+                                       user_id_to_user=to_user))
+        r = default.rank
+        rows.append(metrics_row(f"pipeline with default ranking (popularity {r.popularity_weight:g}, margin "
+                                f"{r.margin_weight:g}, max {r.max_per_category} per genre)", staged, truth, k=K))
+    spark.stop()
+    for name, *vals in PUBLISHED:
+        rows.append({"name": f"Recommenders README: {name}", "published": True,
+                     **dict(zip(("map_at_k", "ndcg_at_k", "precision_at_k", "recall_at_k"), vals)),
+                     "n_users": "", "extra": "published"})
+
+    full = next(r for r in rows if r["name"].startswith("**full"))
+    met = full["ndcg_at_k"] >= TARGET_NDCG and full["map_at_k"] >= TARGET_MAP
+    a, rk = cfg.als, cfg.rank
+    lines = [f"MovieLens 100K, Recommenders protocol: stratified split by item 75/25 seed 42 "
+             f"({len(train):,} train / {len(test):,} test ratings), top {K}, train items removed, binary relevance, "
+             f"MAP divided by the user's test items.",
+             f"conf `{Path(args.conf).name}`{' + ' + ', '.join(args.set) if args.set else ''}: ALS factors "
+             f"{a.factors}, reg {a.regularization:g}, alpha {a.alpha:g}, {a.iterations} iterations; "
+             f"event_weights.purchase {cfg.event_weights.purchase:g}, half_life_days "
+             f"{cfg.interactions.half_life_days:g}; rank popularity {rk.popularity_weight:g}, margin "
+             f"{rk.margin_weight:g}, max_per_category {rk.max_per_category}; candidates.n {cfg.candidates.n}; "
+             f"run date {run_date}, window {window_days} days" + ("; QUICK smoke run" if args.quick else ""), "",
+             *markdown_table(rows, [("model", "name"), ("MAP", "map_at_k"), ("nDCG@10", "ndcg_at_k"),
+                                    ("P@10", "precision_at_k"), ("R@10", "recall_at_k"), ("users", "n_users"),
+                                    ("note", "extra")]),
+             "",
+             f"target (full pipeline nDCG@10 >= {TARGET_NDCG}, MAP >= {TARGET_MAP}): "
+             f"{'MET' if met else 'NOT MET'} ({full['ndcg_at_k']:.4f}, {full['map_at_k']:.4f}); "
+             f"pipeline stages: {stage_seconds(summary)}; benchmark wall {time.time() - started:.0f}s"]
+    if args.sweep:
+        grid = ({"factors": [32], "regularization": [30.0], "alpha": [3.0]} if args.quick else
+                {"factors": [32, 64, 128], "regularization": [1.0, 10.0, 30.0, 50.0],
+                 "alpha": [1.0, 3.0, 8.0]})
+        lines += ["", f"plain implicit ALS sweep ({cfg.als.iterations} iterations, binary confidence), "
+                      "best nDCG@10 first:", "",
+                  *sweep(train, test, base_als=cfg.als, seed=cfg.seed, grid=grid)]
+    if args.quick or args.no_append:
+        print("\n".join(lines))
+    else:
+        append_results("bench_movielens: MovieLens 100K top-10 accuracy (Recommenders protocol)", lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
