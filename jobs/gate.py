@@ -210,8 +210,7 @@ def load_holdout(cfg, run_date: str) -> Holdout:
     persons = _read(persons_path, ["person_id", *present], what="persons").to_pandas()
     persons = persons[persons["person_id"].notna()].drop_duplicates("person_id")
 
-    matrix, train_persons, train_items = to_csr(train_t.column("person_id").to_numpy(zero_copy_only=False),
-                                                train_t.column("item_id").to_numpy(zero_copy_only=False),
+    matrix, train_persons, train_items = to_csr(train_t.column("person_id"), train_t.column("item_id"),
                                                 train_t.column("weight").to_numpy(zero_copy_only=False))
     train = train_t.select(["person_id", "item_id", "purchased", "last_time"]).to_pandas()
     train["purchased"] = train["purchased"].fillna(False).astype(bool)

@@ -41,13 +41,35 @@ class Factors:
         return cls(np.asarray(table.column(id_col).to_pylist(), dtype=object), vectors)
 
 
-def to_csr(person_ids: np.ndarray, item_ids: np.ndarray, weights: np.ndarray):
+def sorted_codes(ids) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted unique ids) of a string array: codes index the sorted ids.
+
+    Arrow's dictionary encoding does the hashing in C++; sorting only the (small) dictionary keeps this
+    several times faster than `np.unique` on millions of Python strings.
+    """
+    import pyarrow.compute as pc
+
+    arr = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids, pa.string())
+    encoded = pc.dictionary_encode(arr)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks() if encoded.num_chunks else pa.array([], pa.string())
+    if len(encoded) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    dictionary = encoded.dictionary
+    order = pc.sort_indices(dictionary).to_numpy()
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
+    return codes, np.asarray(dictionary.take(pa.array(order)).to_pylist(), dtype=object)
+
+
+def to_csr(person_ids, item_ids, weights: np.ndarray):
     """persons x items CSR plus the sorted unique ids that index its rows and columns."""
     from scipy.sparse import csr_matrix
 
-    persons, p_idx = np.unique(person_ids, return_inverse=True)
-    items, i_idx = np.unique(item_ids, return_inverse=True)
-    matrix = csr_matrix((weights.astype(np.float32), (p_idx, i_idx)), shape=(len(persons), len(items)))
+    p_idx, persons = sorted_codes(person_ids)
+    i_idx, items = sorted_codes(item_ids)
+    matrix = csr_matrix((np.asarray(weights, dtype=np.float32), (p_idx, i_idx)), shape=(len(persons), len(items)))
     matrix.sum_duplicates()
     return matrix, persons, items
 
@@ -89,8 +111,7 @@ def run(spark, cfg, run_date: str) -> dict:
     table = read_interactions(layout.interactions(run_date), ("person_id", "item_id", "weight"))
     if table.num_rows == 0:
         raise ValueError(f"no interactions at {layout.interactions(run_date)}: nothing to train on")
-    matrix, persons, items = to_csr(table.column("person_id").to_numpy(zero_copy_only=False),
-                                    table.column("item_id").to_numpy(zero_copy_only=False),
+    matrix, persons, items = to_csr(table.column("person_id"), table.column("item_id"),
                                     table.column("weight").to_numpy())
     del table
     fit_started = time.time()
