@@ -98,7 +98,8 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
 
     started = time.time()
     layout = Layout(cfg.data_root)
-    events = read_window_events(spark, cfg, run_date)
+    events = read_window_events(spark, cfg, run_date, columns=[
+        "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id", "country", "device_type"])
     attributed = (stitch.attribute_events(events, stitch.load_state(spark, cfg, run_date))
                   .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
     interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),

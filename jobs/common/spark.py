@@ -26,6 +26,8 @@ def spark_session(spark_cfg, app_name: str = "recs"):
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.adaptive.enabled", "true")
+               # the identity state and the catalog (tens of MB) join millions of events: broadcast them
+               .config("spark.sql.autoBroadcastJoinThreshold", str(64 * 1024 * 1024))
                .config("spark.driver.extraJavaOptions", java_opts)
                .config("spark.executor.extraJavaOptions", java_opts))
     session = builder.getOrCreate()
