@@ -1,0 +1,178 @@
+"""Per-day metrics of checked rows and the small frames the batch gates judge.
+
+`day_metrics` runs one Spark aggregation over a checked dataset (all pending days at once) and returns a
+plain dict per day: rows, good rows, quarantined rows, per-reason counts and, for events, volume per
+device type, item events with unknown items and events without identity. These dicts are stored in each
+validated day's marker, so the trailing baselines of later runs come from markers, not from re-reading
+old data. `events_day_frame` turns them into one pandas row per day with the shares and ratios that the
+GX suite `events_days` checks.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+
+from pyspark.sql import DataFrame, functions as F
+
+from quality import rules
+
+DEVICE_BUCKETS = tuple(rules.DEVICE_TYPES) + ("other",)
+BASELINE_DAYS = (7, 28)
+
+
+def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> dict[str, dict]:
+    """Counts per partition day of a checked frame (output of `check_<dataset>_rows`), in one Spark job.
+
+    With `all_good` the frame holds only good rows and needs no `reasons` column (the reason counts,
+    one sum per possible reason, are skipped: that is most of the work on big frames).
+
+    Returns
+    -------
+    dict
+        ``{ds: {"rows", "good", "quarantined", "reasons": {reason: n}}}``; events add ``"devices"``
+        (``{device_type or "other": rows}``), ``"item_events"``, ``"unknown_items"``, ``"no_identity"``.
+    """
+    reasons = [] if all_good else rules.possible_reasons(dataset)
+    r = F.col(rules.REASONS)
+    aggs = [F.count(F.lit(1)).alias("rows"),
+            (F.count(F.lit(1)) if all_good else F.sum((F.size(r) == 0).cast("long"))).alias("good")]
+    aggs += [F.sum(F.array_contains(r, name).cast("long")).alias(f"r{i}") for i, name in enumerate(reasons)]
+    if dataset == "events":
+        dev = F.col("device_type")
+        aggs += [F.sum((dev == d).cast("long")).alias(f"dev_{d}") for d in rules.DEVICE_TYPES]
+        blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
+        item_event = F.col("event_type").isin(*rules.ITEM_EVENTS) & ~blank("item_id")
+        aggs += [F.sum(item_event.cast("long")).alias("item_events"),
+                 (F.lit(0) if all_good else F.sum(F.array_contains(r, rules.UNKNOWN_ITEM).cast("long")))
+                 .alias("unknown_items"),
+                 F.sum((blank("anonymous_id") & blank("user_id")).cast("long")).alias("no_identity")]
+    out = {}
+    for row in checked.groupBy(rules.DT).agg(*aggs).collect():
+        d = row.asDict()
+        ds = str(d[rules.DT])
+        m = {"rows": int(d["rows"]), "good": int(d["good"] or 0)}
+        m["quarantined"] = m["rows"] - m["good"]
+        m["reasons"] = {name: int(d[f"r{i}"]) for i, name in enumerate(reasons) if d[f"r{i}"]}
+        if dataset == "events":
+            devices = {k: int(d[f"dev_{k}"] or 0) for k in rules.DEVICE_TYPES}
+            devices["other"] = m["rows"] - sum(devices.values())
+            m["devices"] = devices
+            for k in ("item_events", "unknown_items", "no_identity"):
+                m[k] = int(d[k] or 0)
+        out[ds] = m
+    return out
+
+
+def merge_metrics(a: dict[str, dict], b: dict[str, dict], dataset: str) -> dict[str, dict]:
+    """Adds up two `day_metrics` results (e.g. of the good and of the quarantined rows)."""
+    out = {}
+    for ds in sorted(set(a) | set(b)):
+        m = empty_metrics(dataset)
+        for part in (a.get(ds), b.get(ds)):
+            if not part:
+                continue
+            for k, v in part.items():
+                if isinstance(v, dict):
+                    for kk, vv in v.items():
+                        m[k][kk] = m[k].get(kk, 0) + vv
+                else:
+                    m[k] = m.get(k, 0) + v
+        out[ds] = m
+    return out
+
+
+def empty_metrics(dataset: str) -> dict:
+    """The metrics of a day without rows."""
+    m = {"rows": 0, "good": 0, "quarantined": 0, "reasons": {}}
+    if dataset == "events":
+        m.update(devices=dict.fromkeys(DEVICE_BUCKETS, 0), item_events=0, unknown_items=0, no_identity=0)
+    return m
+
+
+def _share(num: int, den: int) -> float | None:
+    return None if not den else num / den
+
+
+def _trailing(day: str, n: int, history: dict[str, dict]) -> list[dict]:
+    """Metrics of the `n` days before `day` that had events (days without events are not a baseline)."""
+    d0 = dt.date.fromisoformat(day)
+    days = [(d0 - dt.timedelta(days=i)).isoformat() for i in range(1, n + 1)]
+    return [history[d] for d in days if d in history and history[d].get("rows", 0) > 0]
+
+
+def baseline(day: str, n: int, history: dict[str, dict], *, min_days: int) -> dict | None:
+    """Median total and per-device volume over the trailing `n` days, or None with too little history."""
+    past = _trailing(day, n, history)
+    if len(past) < max(1, min_days):
+        return None
+    out = {"days": len(past), "rows": statistics.median(m["rows"] for m in past)}
+    out["devices"] = {k: statistics.median(m.get("devices", {}).get(k, 0) for m in past) for k in DEVICE_BUCKETS}
+    return out
+
+
+def device_column(n: int, device: str) -> str:
+    return f"device_ratio_{n}d__{device}"
+
+
+def events_day_frame(days: list[str], run_date: str, history: dict[str, dict], quality_cfg):
+    """One pandas row per day in `days`: the figures the `events_days` suite judges.
+
+    Parameters
+    ----------
+    days : the pending days (the run's own day among them when it is pending).
+    run_date : the run's own day: only its row carries `rows_run_day` (an empty past day is normal).
+    history : ``{ds: metrics}`` for the pending days and the validated days before them.
+    quality_cfg : `cfg.quality` (min_history_days, device_min_share).
+
+    Columns: ds, rows, rows_run_day, quarantine_share, unknown_item_share, no_identity_share,
+    median_7d, median_28d, volume_ratio_7d, volume_ratio_28d and one `device_ratio_<n>d__<device>` per
+    device type and baseline. A ratio is None (not judged) when the baseline has fewer than
+    `min_history_days` days with events, when the day itself is an empty past day, or (devices) when the
+    device's median is below `device_min_share` of the total median.
+    """
+    import pandas as pd
+
+    records = []
+    for day in days:
+        m = history.get(day) or {}
+        rows = m.get("rows", 0)
+        rec = {"ds": day, "rows": rows, "rows_run_day": rows if day == run_date else None,
+               "quarantine_share": _share(m.get("quarantined", 0), rows),
+               "unknown_item_share": _share(m.get("unknown_items", 0), m.get("item_events", 0)),
+               "no_identity_share": _share(m.get("no_identity", 0), rows)}
+        judged = rows > 0 or day == run_date
+        for n in BASELINE_DAYS:
+            base = baseline(day, n, history, min_days=quality_cfg.min_history_days)
+            rec[f"median_{n}d"] = None if base is None else float(base["rows"])
+            rec[f"volume_ratio_{n}d"] = (rows / base["rows"]) if (base and base["rows"] and judged) else None
+            for dev in rules.DEVICE_TYPES:
+                ratio = None
+                if base and judged and base["rows"] and base["devices"][dev] >= quality_cfg.device_min_share * base["rows"]:
+                    ratio = m.get("devices", {}).get(dev, 0) / base["devices"][dev]
+                rec[device_column(n, dev)] = ratio
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records)
+    for c in frame.columns:
+        if c != "ds":
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    return frame
+
+
+def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
+    """Schema findings for always-required columns that are empty in every row of a day.
+
+    JSON Lines have no file schema; a column that is missing from a whole day's delivery shows up here.
+    """
+    from schemas import load
+
+    out = []
+    for ds, m in metrics.items():
+        rows = m.get("rows", 0)
+        if not rows:
+            continue
+        for name in load(dataset).required:
+            n = m["reasons"].get(f"{rules.NULL_REQUIRED}:{name}", 0) + m["reasons"].get(f"{rules.BAD_TYPE}:{name}", 0)
+            if n >= rows:
+                out.append(dict(ds=ds, dataset=dataset, file=None, column=name, expected="values",
+                                observed=f"null or unreadable in all {rows} rows", status="missing_required"))
+    return out

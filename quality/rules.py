@@ -1,0 +1,293 @@
+"""Row-level checks on the contract inputs, as Spark column expressions.
+
+Each `check_*_rows` function takes a DataFrame with the contract columns plus `dt` (the partition's
+day, `YYYY-MM-DD`) and returns the same rows with a `reasons` column (`array<string>`, empty when the
+row is good). A reason is a code, optionally followed by `:field` (`null_required:price`,
+`bad_type:quantity`). All checks of a row are evaluated together, so a quarantined row carries all of
+its reasons. The functions are lazy and do no I/O.
+
+Optional columns that `quality.raw.read_normalized` adds and the checks use when present:
+`_type_errors` (fields whose raw value could not be cast to the contract type), `_malformed`
+(a JSON line that did not parse), `_raw` (the raw text of the bad fields, kept for the quarantine),
+and `_source_file`/`_source_pos` (delivery order: the first delivery of a duplicated id stays good).
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window, functions as F
+
+from schemas import load
+
+REASONS = "reasons"
+DT = "dt"
+TYPE_ERRORS = "_type_errors"
+MALFORMED = "_malformed"
+RAW = "_raw"
+SOURCE_FILE = "_source_file"
+SOURCE_POS = "_source_pos"
+
+# reason codes (the generator's ground-truth defect names where they overlap)
+NULL_REQUIRED = "null_required"
+BAD_TYPE = "bad_type"
+MALFORMED_RECORD = "malformed_record"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+UNKNOWN_DEVICE_TYPE = "unknown_device_type"
+BAD_PRICE = "bad_price"
+BAD_QUANTITY = "bad_quantity"
+BAD_MARGIN_RATE = "bad_margin_rate"
+OUTSIDE_DAY = "outside_day"
+UNKNOWN_ITEM = "unknown_item"
+DUPLICATE_EVENT_ID = "duplicate_event_id"
+DUPLICATE_ITEM_ID = "duplicate_item_id"
+DUPLICATE_USER_ID = "duplicate_user_id"
+UNREADABLE_FILE = "unreadable_file"
+
+EVENT_TYPES = load("events").field("event_type").enum
+DEVICE_TYPES = load("events").field("device_type").enum
+ITEM_EVENTS = ("product_view", "add_to_cart", "remove_from_cart", "purchase", "return",
+               "rec_impression", "rec_click")
+
+# The contract's "required for ..." column: field -> event types that must carry it.
+EVENT_CONDITIONAL_REQUIRED: dict[str, tuple[str, ...]] = {
+    "item_id": ITEM_EVENTS,
+    "category_id": ("category_view",),
+    "query": ("search",),
+    "quantity": ("add_to_cart", "purchase", "return"),
+    "price": ("purchase", "return"),
+    "order_id": ("purchase", "return"),
+    "experiment_id": ("rec_impression", "rec_click"),
+    "variant": ("rec_impression", "rec_click"),
+}
+# Identifiers where an empty or blank string is as good as missing; free text (query) and the
+# experiment fields may legitimately be empty strings.
+_BLANK_IS_MISSING = {"event_id", "event_type", "anonymous_id", "item_id", "category_id", "order_id",
+                     "title", "category_path", "user_id"}
+
+
+def reason_code(reason: str) -> str:
+    """`null_required:price` -> `null_required`."""
+    return reason.split(":", 1)[0]
+
+
+def required_columns(dataset: str) -> list[str]:
+    """Columns a file must have: always required, plus (events) the conditionally required ones."""
+    schema = load(dataset)
+    extra = list(EVENT_CONDITIONAL_REQUIRED) if dataset == "events" else []
+    return [f.name for f in schema.fields if f.required or f.name in extra]
+
+
+def possible_reasons(dataset: str) -> list[str]:
+    """Every reason `check_<dataset>_rows` can give (the per-reason counts are taken over this list)."""
+    schema = load(dataset)
+    out = [MALFORMED_RECORD] + [f"{BAD_TYPE}:{n}" for n in schema.names]
+    out += [f"{NULL_REQUIRED}:{n}" for n in required_columns(dataset)]
+    out += {"events": [UNKNOWN_EVENT_TYPE, UNKNOWN_DEVICE_TYPE, BAD_PRICE, BAD_QUANTITY, OUTSIDE_DAY,
+                       UNKNOWN_ITEM, DUPLICATE_EVENT_ID],
+            "catalog": [BAD_PRICE, BAD_MARGIN_RATE, DUPLICATE_ITEM_ID],
+            "profiles": [DUPLICATE_USER_ID]}[dataset]
+    return out
+
+
+def _missing(name: str, columns: list[str]) -> Column:
+    """Null (or blank, for identifiers) and not already explained by a type error."""
+    c = F.col(name)
+    miss = c.isNull()
+    if name in _BLANK_IS_MISSING:
+        miss = miss | (F.trim(c) == "")
+    if TYPE_ERRORS in columns:
+        miss = miss & ~F.array_contains(F.col(TYPE_ERRORS), name)
+    return miss
+
+
+def _common_reasons(dataset: str, columns: list[str]) -> list[tuple[str, Column]]:
+    """(reason, condition) pairs for malformed records and `bad_type:<field>`."""
+    pairs = []
+    if MALFORMED in columns:
+        pairs.append((MALFORMED_RECORD, F.coalesce(F.col(MALFORMED), F.lit(False))))
+    if TYPE_ERRORS in columns:
+        errors = F.col(TYPE_ERRORS)
+        pairs += [(f"{BAD_TYPE}:{n}", F.coalesce(F.array_contains(errors, n), F.lit(False))) for n in load(dataset).names]
+    return pairs
+
+
+def _assemble(pairs: list[tuple[str, Column]]) -> Column:
+    """The reasons array, sorted: literals joined and split, which code-generates (no per-row lambdas)."""
+    joined = F.concat_ws(",", *[F.when(cond, F.lit(reason)) for reason, cond in sorted(pairs, key=lambda p: p[0])])
+    return F.when(joined == "", F.array().cast("array<string>")).otherwise(F.split(joined, ","))
+
+
+def _day_bounds(tolerance_s: float) -> tuple[Column, Column]:
+    """[start - tol, next day + tol) of the partition day as instants (independent of the session zone)."""
+    day_s = F.unix_date(F.to_date(F.col(DT))).cast("long") * 86400
+    return (F.timestamp_seconds(day_s - F.lit(tolerance_s)),
+            F.timestamp_seconds(day_s + F.lit(86400 + tolerance_s)))
+
+
+def _with_delivery_columns(df: DataFrame) -> DataFrame:
+    """Makes sure the row key (`_source_file`, `_source_pos`) exists: it orders deliveries and names a row."""
+    if SOURCE_FILE not in df.columns:
+        df = df.withColumn(SOURCE_FILE, F.lit(""))
+    if SOURCE_POS not in df.columns:
+        # hand-made frames: creation order (deterministic for a given plan)
+        df = df.withColumn(SOURCE_POS, F.monotonically_increasing_id())
+    return df
+
+
+def _flag_repeats(df: DataFrame, *, key: list[str], flag: str) -> DataFrame:
+    """Adds boolean `flag`: true for every delivery of `key` after the first one.
+
+    Deliveries are ordered by day, then file, then position in the file. Only 64-bit hashes of the key
+    are shuffled (counted), the few rows whose hash repeats are ordered exactly with a window, and the
+    later copies are joined back by their row key with a broadcast: the wide rows never move. Repeats
+    are assumed to be a small share of the rows.
+    """
+    df = _with_delivery_columns(df)
+    row_key = [SOURCE_FILE, SOURCE_POS]
+    not_null = F.lit(True)
+    for k in key:
+        not_null = not_null & F.col(k).isNotNull()
+    key_hash = F.xxhash64(*[F.col(k) for k in key])
+    repeated = (df.where(not_null).groupBy(key_hash.alias("_hash")).count()
+                .where(F.col("count") > 1).select("_hash"))
+    candidates = df.where(not_null).join(F.broadcast(repeated), key_hash == F.col("_hash"), "left_semi")
+    order = Window.partitionBy(*key).orderBy(F.col(DT).cast("string"), *row_key)
+    later = (candidates.select(*row_key, F.row_number().over(order).alias("_delivery"))
+             .where(F.col("_delivery") > 1).select(*row_key, F.lit(True).alias(flag)))
+    out = df.join(F.broadcast(later), on=row_key, how="left")
+    return out.withColumn(flag, F.coalesce(F.col(flag), F.lit(False)))
+
+
+def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arrival_hours: float,
+                     prior_event_ids: DataFrame | None = None) -> DataFrame:
+    """Row checks on raw events.
+
+    Parameters
+    ----------
+    events : DataFrame
+        Contract `events` columns plus `dt` (the partition day), optionally the internal columns of
+        `quality.raw.read_normalized`.
+    catalog_items : DataFrame
+        `(dt, item_id)`: the items of the catalog that applies to events of day `dt`. Broadcast, so it
+        must be catalog-sized (items x days).
+    late_arrival_hours : float
+        How far `event_time` may fall outside its partition's day (on either side).
+    prior_event_ids : DataFrame, optional
+        `event_id`s already published by earlier runs; a pending event with one of these ids is a
+        duplicate delivery. Broadcast: pass only the ids that also occur in `events`.
+
+    Returns
+    -------
+    DataFrame
+        The input columns plus `reasons` (`array<string>`, sorted, empty for a good row).
+    """
+    columns = events.columns
+    missing = [c for c in ("event_id", "event_time", "event_type", DT) if c not in columns]
+    if missing:
+        raise ValueError(f"check_event_rows: events lack column(s) {missing}; have {columns}")
+    et = F.col("event_type")
+    pairs = _common_reasons("events", columns)
+    pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("events").required]
+    pairs += [(f"{NULL_REQUIRED}:{n}", et.isin(*types) & _missing(n, columns))
+              for n, types in EVENT_CONDITIONAL_REQUIRED.items()]
+    pairs.append((UNKNOWN_EVENT_TYPE, et.isNotNull() & (F.trim(et) != "") & ~et.isin(*EVENT_TYPES)))
+    dev = F.col("device_type")
+    pairs.append((UNKNOWN_DEVICE_TYPE, dev.isNotNull() & ~dev.isin(*DEVICE_TYPES)))
+    price = F.col("price")
+    pairs.append((BAD_PRICE, price.isNotNull() & (F.isnan(price) | (price <= 0) | (price == float("inf")))))
+    pairs.append((BAD_QUANTITY, F.col("quantity").isNotNull() & (F.col("quantity") <= 0)))
+    lower, upper = _day_bounds(late_arrival_hours * 3600.0)
+    ts = F.col("event_time")
+    pairs.append((OUTSIDE_DAY, ts.isNotNull() & ((ts < lower) | (ts >= upper))))
+
+    # unknown items: one broadcast row per item with the days whose catalog lists it
+    item_days = (catalog_items.where(F.col("item_id").isNotNull())
+                 .groupBy("item_id").agg(F.collect_set(F.to_date(F.col(DT))).alias("_catalog_days")))
+    df = events.join(F.broadcast(item_days), on="item_id", how="left")
+    in_catalog = F.coalesce(F.array_contains(F.col("_catalog_days"), F.to_date(F.col(DT))), F.lit(False))
+    pairs.append((UNKNOWN_ITEM, et.isin(*ITEM_EVENTS) & F.col("item_id").isNotNull()
+                  & (F.trim(F.col("item_id")) != "") & ~in_catalog))
+
+    df = _flag_repeats(df, key=["event_id"], flag="_repeat")
+    repeat = F.col("_repeat")
+    if prior_event_ids is not None:
+        seen = prior_event_ids.select("event_id").distinct().withColumn("_published", F.lit(True))
+        df = df.join(F.broadcast(seen), on="event_id", how="left")
+        repeat = repeat | F.coalesce(F.col("_published"), F.lit(False))
+    pairs.append((DUPLICATE_EVENT_ID, repeat))
+
+    keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
+    return df.select(*keep, _assemble(pairs).alias(REASONS))
+
+
+def check_catalog_rows(catalog: DataFrame) -> DataFrame:
+    """Row checks on catalog snapshots: required fields, positive price, margin in 0..1, one row per item.
+
+    Parameters
+    ----------
+    catalog : DataFrame
+        Contract `catalog` columns plus `dt`, optionally the internal columns of `read_normalized`.
+
+    Returns
+    -------
+    DataFrame
+        The input columns plus `reasons`; the second and later rows of an `item_id` on one day get
+        `duplicate_item_id`.
+    """
+    columns = catalog.columns
+    if DT not in columns or "item_id" not in columns:
+        raise ValueError(f"check_catalog_rows: catalog needs columns item_id and dt; have {columns}")
+    pairs = _common_reasons("catalog", columns)
+    pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("catalog").required]
+    price = F.col("price")
+    pairs.append((BAD_PRICE, price.isNotNull() & (F.isnan(price) | (price <= 0) | (price == float("inf")))))
+    margin = F.col("margin_rate")
+    pairs.append((BAD_MARGIN_RATE, margin.isNotNull() & (F.isnan(margin) | (margin < 0) | (margin > 1))))
+    df = _flag_repeats(catalog, key=[DT, "item_id"], flag="_repeat")
+    pairs.append((DUPLICATE_ITEM_ID, F.col("_repeat")))
+    keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
+    return df.select(*keep, _assemble(pairs).alias(REASONS))
+
+
+def check_profile_rows(profiles: DataFrame) -> DataFrame:
+    """Row checks on onboarding profiles: `user_id` present and once per day.
+
+    Parameters
+    ----------
+    profiles : DataFrame
+        Contract `profiles` columns plus `dt`.
+
+    Returns
+    -------
+    DataFrame
+        The input columns plus `reasons`.
+    """
+    columns = profiles.columns
+    if DT not in columns or "user_id" not in columns:
+        raise ValueError(f"check_profile_rows: profiles need columns user_id and dt; have {columns}")
+    pairs = _common_reasons("profiles", columns)
+    pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("profiles").required]
+    df = _flag_repeats(profiles, key=[DT, "user_id"], flag="_repeat")
+    pairs.append((DUPLICATE_USER_ID, F.col("_repeat")))
+    keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
+    return df.select(*keep, _assemble(pairs).alias(REASONS))
+
+
+def to_quarantine(checked: DataFrame, dataset: str, *, keep: tuple[str, ...] = ()) -> DataFrame:
+    """The rows with reasons in the contract `quarantine` schema (and `dt` for partitioning).
+
+    `row_json` holds the row as read (typed contract fields), the raw text of fields that failed
+    their type (`_raw`) and the source file (`_file`). Columns named in `keep` are carried along
+    (the validate stage keeps a few for its metrics and the row key).
+    """
+    names = load(dataset).names
+    parts = [F.col(n) for n in names]
+    if RAW in checked.columns:
+        # only the fields that failed their type (the map holds a null for the others)
+        parts.append(F.map_filter(F.col(RAW), lambda k, v: v.isNotNull()).alias("_raw"))
+    if SOURCE_FILE in checked.columns:
+        parts.append(F.col(SOURCE_FILE).alias("_file"))
+    row_json = F.to_json(F.struct(*parts))
+    ident = {n: (F.col(n).cast("string") if n in names else F.lit(None).cast("string")) for n in ("event_id", "item_id")}
+    return (checked.where(F.size(REASONS) > 0)
+            .select(F.lit(dataset).alias("dataset"), F.col(REASONS).alias("reasons"), row_json.alias("row_json"),
+                    ident["event_id"].alias("event_id"), ident["item_id"].alias("item_id"), F.col(DT),
+                    *[F.col(c) for c in keep if c not in ("event_id", "item_id", DT)]))
