@@ -56,6 +56,7 @@ def run_all(cfg, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> 
             raise
         if on_stage:
             on_stage(name, summary["stages"][name])
-    summary.update(status="published", wall_seconds=round(time.time() - started, 1))
+    summary.update(status="published" if "publish" in stages else "completed",
+                   wall_seconds=round(time.time() - started, 1))
     io.write_json(report, summary)
     return summary

@@ -97,3 +97,56 @@ def test_rerun_gives_identical_rows_and_keeps_previous_version(dag_run, shop, sp
     assert current(layout.kv())["previous"] == first_version
     report = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
     assert report["status"] == "published"
+
+
+def _live(layout):
+    from jobs.kvstore import current
+
+    return current(layout.kv())["version"]
+
+
+def test_broken_day_stops_before_publish_and_a_fixed_rerun_succeeds(dag_run, shop, spark):
+    """Issue #3: a file that is not Parquet stops the run at validation; yesterday's lists stay live."""
+    import shutil
+
+    from jobs.config import load_config
+    from jobs.pipeline import run_all
+    from quality import QualityGateError
+
+    layout = Layout(str(shop))
+    live, lists_before = _live(layout), table(layout.recommendations(RUN_DATE))
+    raw_day = shop / "raw" / "events" / f"dt={RUN_DATE}"
+    backup = shop.parent / "events-backup"
+    shutil.copytree(raw_day, backup)
+    (raw_day / "part-00001.parquet").write_text("this is not parquet")
+    cfg = load_config(data_root=str(shop), overrides=["spark.master=local[1]", "spark.shuffle_partitions=1"])
+    try:
+        with pytest.raises(QualityGateError, match="part-00001.parquet"):
+            run_all(cfg, RUN_DATE, spark=spark)
+        assert _live(layout) == live
+        assert table(layout.recommendations(RUN_DATE)).equals(lists_before)
+        report = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
+        assert report["status"] == "failed" and report["failed_stage"] == "validate"
+    finally:
+        shutil.rmtree(raw_day)
+        shutil.copytree(backup, raw_day)
+    assert run_all(cfg, RUN_DATE, spark=spark, stages=("validate",))["status"] == "completed"
+
+
+def test_broken_model_is_refused_and_previous_lists_stay_live(dag_run, shop, spark):
+    """Issue #5: random factors (0 ALS iterations) fail the gate; nothing is published."""
+    from jobs.config import load_config
+    from jobs.gate import ModelGateError
+    from jobs.pipeline import run_all
+
+    layout = Layout(str(shop))
+    live, lists_before = _live(layout), table(layout.recommendations(RUN_DATE))
+    cfg = load_config(data_root=str(shop), overrides=[
+        "spark.master=local[1]", "spark.shuffle_partitions=1", "als.iterations=0", "gate.allow_first_run=false",
+        "gate.min_test_persons=5"])
+    with pytest.raises(ModelGateError, match="NOT PUBLISHED"):
+        run_all(cfg, RUN_DATE, spark=spark)
+    assert _live(layout) == live
+    assert table(layout.recommendations(RUN_DATE)).equals(lists_before)
+    gate = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "gate.json").read_text())
+    assert gate["verdict"] == "fail"
