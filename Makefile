@@ -7,7 +7,7 @@ DEMO_ROOT ?= $(CURDIR)/demo-data
 export OPENBLAS_NUM_THREADS := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test test-all bench java-check clean
+.PHONY: setup demo test test-all lint bench java-check clean
 
 setup: $(STAMP) java-check
 
@@ -31,6 +31,9 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check dags jobs quality schemas bench tests
 
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py

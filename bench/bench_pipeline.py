@@ -72,7 +72,8 @@ def main(argv=None) -> int:
              "", "| stage | seconds | x one Spark pass |", "|---|---|---|"]
     lines += [f"| {s} | {v:.1f} | {v / baseline:.1f} |" for s, v in timings.items()]
     lines += [f"| **total** | **{total:.1f}** | **{total / baseline:.1f}** |", "",
-              f"baseline (one Spark pass: read and hash every column of every event): {baseline:.1f}s; Spark start {startup:.1f}s; "
+              f"baseline (one Spark pass: read and hash every column of every event): {baseline:.1f}s; "
+              f"Spark start {startup:.1f}s; "
               f"peak RSS (Python + JVM) {mem.peak_gb:.2f} GB"]
     append_results("bench_pipeline: nightly run end to end", lines)
     return 0

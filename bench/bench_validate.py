@@ -7,7 +7,6 @@ generator's planted defects (--defect-rate).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time

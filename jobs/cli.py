@@ -54,6 +54,13 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_stage(args) -> int:
+    from jobs.pipeline import run_stage
+
+    print(json.dumps(run_stage(args.stage, _config(args), args.date), indent=1, default=str))
+    return 0
+
+
 def cmd_lookup(args) -> int:
     from jobs.common.layout import Layout
     from jobs.serve import open_reader
@@ -137,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--conf", help="YAML file layered on conf/default.yaml")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     r.set_defaults(func=cmd_run)
+
+    from jobs.pipeline import STAGES
+
+    st = sub.add_parser("stage", help="run one stage of the nightly run for a date (its inputs must exist)")
+    st.add_argument("stage", choices=STAGES)
+    st.add_argument("--data-root", required=True)
+    st.add_argument("--date", required=True)
+    st.add_argument("--conf")
+    st.add_argument("--set", action="append", metavar="KEY=VALUE")
+    st.set_defaults(func=cmd_stage)
 
     t = sub.add_parser("tune", help="search ALS settings on a date's holdout and write them as a config file")
     t.add_argument("--data-root", required=True)

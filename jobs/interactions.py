@@ -74,7 +74,9 @@ def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_
 
 def active_persons(events: DataFrame) -> DataFrame:
     """One row per person seen in the window: latest known country and device_type, first and last time."""
-    latest = lambda c: F.max_by(F.col(c), F.when(F.col(c).isNotNull(), F.col("event_time"))).alias(c)
+    def latest(c: str):
+        return F.max_by(F.col(c), F.when(F.col(c).isNotNull(), F.col("event_time"))).alias(c)
+
     return (events.where(F.col("person_id").isNotNull())
             .groupBy("person_id")
             .agg(latest("country"), latest("device_type"), F.min("event_time").alias("first_seen"),

@@ -48,4 +48,5 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
     pointer = kvstore.switch_current(layout.kv(), version)
     mark_published(cfg, run_date)  # the next night's gate compares against this model
     return {"recommendations": layout.recommendations(run_date), "kv_version": version,
-            "kv_previous": pointer["previous"], "redis": bool(cfg.export.redis_url), "coverage": coverage, "seconds": round(time.time() - started, 1)}
+            "kv_previous": pointer["previous"], "redis": bool(cfg.export.redis_url), "coverage": coverage,
+            "seconds": round(time.time() - started, 1)}

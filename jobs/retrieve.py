@@ -64,7 +64,9 @@ def retrieve(person_vectors: np.ndarray, item_vectors: np.ndarray, *, bought_row
             p = np.repeat(batch, k).reshape(len(batch), k)
             keep = ~np.isin(p * n_items + idx, bought_codes)
             keep &= np.cumsum(keep, axis=1) <= n
-            out_p.append(p[keep]); out_i.append(idx[keep]); out_s.append(scores[keep].astype(np.float32))
+            out_p.append(p[keep])
+            out_i.append(idx[keep])
+            out_s.append(scores[keep].astype(np.float32))
     p, i, s = np.concatenate(out_p), np.concatenate(out_i), np.concatenate(out_s)
     order = np.lexsort((-s, p))
     return p[order], i[order], s[order]

@@ -701,28 +701,3 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
             **result.stats, "hub_examples": hub_examples,
             **(share or {"events": 0, "share_attributed": None}),
             "seconds": round(time.time() - started, 1)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.stitch --data-root R --date D [--conf FILE] [--set key=value ...]`."""
-    import argparse
-    import json
-
-    from jobs.common.spark import spark_session
-    from jobs.config import load_config
-
-    ap = argparse.ArgumentParser(prog="python -m jobs.stitch", description=__doc__.splitlines()[0])
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--date", required=True)
-    ap.add_argument("--conf")
-    ap.add_argument("--set", action="append", default=[])
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(conf_file=args.conf, overrides=args.set, data_root=args.data_root)
-    spark = spark_session(cfg.spark, app_name=f"recs-stitch-{args.date}")
-    print(json.dumps(run(spark, cfg, args.date), indent=1, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

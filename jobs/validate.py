@@ -24,7 +24,6 @@ already validated whose raw events have since been deleted (raw retention) is ke
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import hashlib
@@ -32,7 +31,6 @@ import json
 import logging
 import posixpath
 import shutil
-import sys
 import time
 import uuid
 
@@ -449,31 +447,3 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
         raise QualityGateError(failures, report=summary["reports"]["json"])
     log.info("validate %s: passed in %.1fs (%d warning(s))", run_date, summary["seconds"], len(warnings))
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jobs.validate --data-root R --date D [--conf FILE] [--set key=value ...]`."""
-    from jobs.common.spark import spark_session
-    from jobs.config import load_config
-
-    ap = argparse.ArgumentParser(prog="python -m jobs.validate", description=__doc__.splitlines()[0])
-    ap.add_argument("--data-root", required=True)
-    ap.add_argument("--date", required=True)
-    ap.add_argument("--conf")
-    ap.add_argument("--set", action="append", default=[])
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(conf_file=args.conf, overrides=args.set, data_root=args.data_root)
-    spark = spark_session(cfg.spark, app_name=f"recs-validate-{args.date}")
-    try:
-        summary = run(spark, cfg, args.date)
-    except QualityGateError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    print(json.dumps({k: summary[k] for k in ("run_date", "pending_days", "quarantine", "passed", "seconds", "reports")},
-                     indent=1, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -108,7 +108,8 @@ def _arrow_to_spark(at):
         return T.StringType(), False
     simple = [(pa.types.is_int8, T.ByteType()), (pa.types.is_int16, T.ShortType()), (pa.types.is_int32, T.IntegerType()),
               (pa.types.is_int64, T.LongType()), (pa.types.is_uint8, T.ShortType()), (pa.types.is_uint16, T.IntegerType()),
-              (pa.types.is_uint32, T.LongType()), (pa.types.is_float32, T.FloatType()), (pa.types.is_float64, T.DoubleType()),
+              (pa.types.is_uint32, T.LongType()), (pa.types.is_float32, T.FloatType()),
+              (pa.types.is_float64, T.DoubleType()),
               (pa.types.is_boolean, T.BooleanType()), (pa.types.is_date32, T.DateType()),
               (pa.types.is_binary, T.BinaryType()), (pa.types.is_large_binary, T.BinaryType())]
     for test, st in simple:

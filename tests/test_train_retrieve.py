@@ -11,7 +11,8 @@ def checker_board(n_persons=40, n_items=40):
     for p in range(n_persons):
         for i in range(n_items):
             if i % 2 == p % 2 and i != p:
-                rows.append(p); cols.append(i)
+                rows.append(p)
+                cols.append(i)
     return np.array(rows), np.array(cols)
 
 

@@ -13,8 +13,8 @@ def spark_session(spark_cfg, app_name: str = "recs"):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this interpreter (the venv), not PATH's  # local mode: no need to resolve the host name
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local mode: no need to resolve the host name
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use this interpreter (the venv), not PATH's
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     java_opts = f"-Duser.timezone=UTC -Dlog4j2.configurationFile={LOG4J.as_uri()}"
     builder = (SparkSession.builder.appName(app_name).master(spark_cfg.master)
