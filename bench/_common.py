@@ -66,3 +66,24 @@ def append_results(title: str, lines: list[str]) -> None:
     with RESULTS.open("a") as f:
         f.write("\n".join(block) + "\n")
     print("\n".join(block))
+
+
+def add_shop_args(parser) -> None:
+    """The generated shop's size, shared by the benchmarks that run on it (same defaults, same cache folder)."""
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--start", default="2026-08-01")
+    parser.add_argument("--work", default="/tmp/recs-bench")
+
+
+def add_real_data_args(parser, *, source: str, source_help: str, conf: str, sweep_help: str) -> None:
+    """Options shared by the real-data accuracy benchmarks (MovieLens, Online Retail)."""
+    parser.add_argument("--source", default=source, help=source_help)
+    parser.add_argument("--work", default="/tmp/recs-bench", help="work folder (the data root goes below it)")
+    parser.add_argument("--conf", default=conf)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--sweep", action="store_true", help=sweep_help)
+    parser.add_argument("--fresh", action="store_true", help="re-import and re-validate instead of reusing them")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 ALS iterations, no extra rows, no append")
+    parser.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import append_results  # noqa: E402
+from bench._common import add_real_data_args, append_results  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
@@ -271,14 +271,9 @@ def sweep(train, test, *, base_als, seed: int, grid: dict) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default=str(SOURCE), help="the ml-100k folder")
-    p.add_argument("--work", default="/tmp/recs-bench", help="work folder (the data root goes below it)")
-    p.add_argument("--conf", default=str(BENCH / "conf" / "movielens.yaml"))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    p.add_argument("--sweep", action="store_true", help="also run a plain-ALS grid over factors/reg/alpha")
-    p.add_argument("--fresh", action="store_true", help="re-import and re-validate instead of reusing them")
-    p.add_argument("--quick", action="store_true", help="smoke run: 3 ALS iterations, no extra rows, no append")
-    p.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    add_real_data_args(p, source=str(SOURCE), source_help="the ml-100k folder",
+                       conf=str(BENCH / "conf" / "movielens.yaml"),
+                       sweep_help="also run a plain-ALS grid over factors/reg/alpha")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import append_results  # noqa: E402
+from bench._common import add_real_data_args, append_results  # noqa: E402
 from bench.bench_movielens import (  # noqa: E402
     als_recs,
     factor_recs,
@@ -128,16 +128,11 @@ def sweep(train, truth, *, cfg, cut: str, grid: dict) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default=str(SOURCE), help="online_retail.parquet")
-    p.add_argument("--work", default="/tmp/recs-bench", help="work folder (the data root goes below it)")
-    p.add_argument("--conf", default=str(BENCH / "conf" / "online_retail.yaml"))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    add_real_data_args(p, source=str(SOURCE), source_help="online_retail.parquet",
+                       conf=str(BENCH / "conf" / "online_retail.yaml"),
+                       sweep_help="also run a plain-ALS grid (half-life, reg, alpha)")
     p.add_argument("--cut", default="2011-11-08", help="run date: train up to and including this day")
     p.add_argument("--test-end", default="2011-12-09", help="last test day")
-    p.add_argument("--sweep", action="store_true", help="also run a plain-ALS grid (half-life, reg, alpha)")
-    p.add_argument("--fresh", action="store_true", help="re-import and re-validate instead of reusing them")
-    p.add_argument("--quick", action="store_true", help="smoke run: 3 ALS iterations, no extra rows, no append")
-    p.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import pandas as pd

@@ -16,16 +16,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import PeakRSS, append_results  # noqa: E402
+from bench._common import PeakRSS, add_shop_args, append_results  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--users", type=int, default=100_000)
-    p.add_argument("--items", type=int, default=20_000)
-    p.add_argument("--days", type=int, default=90)
-    p.add_argument("--start", default="2026-08-01")
-    p.add_argument("--work", default="/tmp/recs-bench")
+    add_shop_args(p)
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import pandas as pd

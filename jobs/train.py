@@ -49,6 +49,11 @@ def sorted_codes(ids) -> tuple[np.ndarray, np.ndarray]:
     """
     import pyarrow.compute as pc
 
+    if not isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        ids = np.asarray(ids)
+        if ids.dtype != object and ids.dtype.kind not in "US":  # numeric ids: numpy sorts them fast already
+            unique, codes = np.unique(ids, return_inverse=True)
+            return codes.astype(np.int64), unique
     arr = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids, pa.string())
     encoded = pc.dictionary_encode(arr)
     if isinstance(encoded, pa.ChunkedArray):

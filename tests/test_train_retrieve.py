@@ -35,6 +35,13 @@ def test_als_is_reproducible_with_a_seed():
     np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_to_csr_accepts_numeric_and_arrow_ids():
+    import pyarrow as pa
+
+    m, persons, items = to_csr(np.array([7, 3, 7]), pa.chunked_array([["x", "y"], ["x"]]), np.ones(3))
+    assert list(persons) == [3, 7] and list(items) == ["x", "y"] and m[1, 0] == pytest.approx(2.0)
+
+
 def test_to_csr_sums_duplicate_pairs_and_sorts_ids():
     m, persons, items = to_csr(np.array(["b", "a", "b"], dtype=object), np.array(["x", "y", "x"], dtype=object),
                                np.array([1.0, 2.0, 3.0]))
