@@ -1,4 +1,4 @@
-"""ALS training time: implicit (as `jobs.train.train_als`) vs Spark MLlib's ALS (implicitPrefs=True), same data,
+"""ALS training time: implicit (as `jobs.stages.train.train_als`) vs Spark MLlib's ALS (implicitPrefs=True), same data,
 rank and iterations, in one process; plus each model's NDCG@10 on the same holdout as a sanity check.
 
 Data (default): the Online Retail purchase matrix the pipeline would train on for 2011-11-08 (customers and
@@ -71,7 +71,7 @@ def ndcg(user_vecs, item_vecs, matrix, persons, items, truth) -> float:
 
 
 def time_implicit(matrix, als, seed: int):
-    from jobs.train import train_als
+    from jobs.stages.train import train_als
 
     started = time.perf_counter()
     user_vecs, item_vecs = train_als(matrix, factors=als.factors, regularization=als.regularization,
@@ -121,9 +121,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from jobs.common.spark import spark_session
+    from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.train import to_csr
+    from jobs.stages.train import to_csr
 
     cfg = load_config(args.conf, overrides=args.set)
     rank, iterations = (16, 3) if args.quick else (args.rank, args.iterations)
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
 
     implicit_s = statistics.mean([first, second])
     spark_s = convert + fit
-    rows = [{"name": "implicit (jobs.train.train_als, CG)", "s": f"{first:.1f} / {second:.1f} (mean {implicit_s:.1f})",
+    rows = [{"name": "implicit (train_als, CG)", "s": f"{first:.1f} / {second:.1f} (mean {implicit_s:.1f})",
              "ratio": "1", "ndcg": implicit_ndcg, "settings": f"reg {als.regularization:g}, alpha {als.alpha:g}, "
                                                               f"{als.threads} threads"},
             {"name": f"Spark MLlib ALS, implicitPrefs ({cfg.spark.master})",

@@ -63,7 +63,7 @@ def pipeline_stages() -> list[str]:
 
     from jobs.pipeline import STAGES
 
-    has_gate = importlib.util.find_spec("jobs.gate") is not None
+    has_gate = importlib.util.find_spec("jobs.stages.gate") is not None
     return [s for s in STAGES if s != "gate" or has_gate]
 
 
@@ -144,14 +144,14 @@ def exact_top_k(user_vectors, item_vectors, *, exclude_rows, exclude_cols, k: in
 
 
 def als_recs(train, users, *, als, seed: int, k: int, weight_col: str | None = None):
-    """Plain implicit ALS (`jobs.train.train_als`) on (person_id, item_id[, weight]) rows; top k unseen items.
+    """Plain implicit ALS (`jobs.stages.train.train_als`) on (person_id, item_id[, weight]) rows; top k unseen items.
 
     Returns the recs frame (person_id, item_id, rank) for `users` that appear in train, and the fit seconds.
     """
     import numpy as np
     import pandas as pd
 
-    from jobs.train import to_csr, train_als
+    from jobs.stages.train import to_csr, train_als
 
     weights = train[weight_col].to_numpy(dtype="float64") if weight_col else np.ones(len(train))
     matrix, persons, items = to_csr(train["person_id"].to_numpy(), train["item_id"].to_numpy(), weights)
@@ -171,7 +171,7 @@ def factor_recs(model_dir: str, bought, *, k: int):
     pairs given in the pipeline's ids. Isolates the model from retrieval and ranking."""
     import pandas as pd
 
-    from jobs.train import load_factors
+    from jobs.stages.train import load_factors
 
     persons, items, _ = load_factors(model_dir)
     p_index, i_index = pd.Index(persons.ids), pd.Index(items.ids)
@@ -227,8 +227,8 @@ def prepare_data_root(root: Path, source: Path, conv, train) -> dict:
     """
     import pandas as pd
 
-    from jobs.common import io
-    from jobs.common.layout import Layout
+    from jobs.storage import io
+    from jobs.storage.layout import Layout
     from jobs.importers import split_by_day, utc_days, write_daily
     from jobs.importers.movielens import import_movielens
 
@@ -277,8 +277,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    from jobs.common.layout import Layout
-    from jobs.common.spark import spark_session
+    from jobs.storage.layout import Layout
+    from jobs.spark import spark_session
     from jobs.config import load_config
     from jobs.evaluation import popularity_recs
     from jobs.pipeline import run_all, run_stage

@@ -92,7 +92,7 @@ def decayed_lines(train, *, cut: str, weight: float, half_life_days: float, gues
 
 def ensure_import(root: Path, source: Path) -> dict:
     """Imports Online Retail into `root` once (`root/bench_import.json` marks a complete import)."""
-    from jobs.common import io
+    from jobs.storage import io
     from jobs.importers.online_retail import import_online_retail
 
     marker = root / "bench_import.json"
@@ -137,8 +137,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import pandas as pd
 
-    from jobs.common.layout import Layout
-    from jobs.common.spark import spark_session
+    from jobs.storage.layout import Layout
+    from jobs.spark import spark_session
     from jobs.config import load_config
     from jobs.evaluation import popularity_recs
     from jobs.importers.online_retail import convert_order_lines, read_order_lines

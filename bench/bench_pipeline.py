@@ -25,10 +25,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import datetime as dt
 
-    from jobs.common.layout import Layout, window
-    from jobs.common.spark import spark_session
+    from jobs.storage.layout import Layout, window
+    from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.generate_shop import generate_shop
+    from jobs.shop.generator import generate_shop
     from jobs.pipeline import STAGES, run_stage
 
     root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"

@@ -28,12 +28,12 @@ def main(argv=None) -> int:
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
-    from jobs.common.layout import Layout, window
-    from jobs.common.spark import spark_session
+    from jobs.storage.layout import Layout, window
+    from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.generate_shop import generate_shop
+    from jobs.shop.generator import generate_shop
     from jobs.pipeline import run_stage
-    from jobs.stitch import evaluate_stitching
+    from jobs.stages.stitch import evaluate_stitching
 
     root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"
     last = dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days - 1)

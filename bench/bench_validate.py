@@ -27,11 +27,11 @@ def main(argv=None) -> int:
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
-    from jobs.common.layout import Layout
-    from jobs.common.spark import spark_session
+    from jobs.storage.layout import Layout
+    from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.generate_shop import generate_shop
-    from jobs.validate import run as validate
+    from jobs.shop.generator import generate_shop
+    from jobs.stages.validate import run as validate
 
     root = Path(args.work) / f"day-{args.users}x{args.items}-d{args.defect_rate}"
     if not (root / "raw" / "events" / f"dt={args.day}").exists():

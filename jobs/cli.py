@@ -20,7 +20,7 @@ def _config(args):
 
 
 def cmd_generate_shop(args) -> int:
-    from jobs.generate_shop import generate_shop
+    from jobs.shop.generator import generate_shop
 
     summary = generate_shop(args.data_root, start=args.start, days=args.days, users=args.users, items=args.items,
                             seed=args.seed, defect_rate=args.defect_rate, progress=True)
@@ -62,8 +62,8 @@ def cmd_stage(args) -> int:
 
 
 def cmd_lookup(args) -> int:
-    from jobs.common.layout import Layout
-    from jobs.serve import open_reader
+    from jobs.storage.layout import Layout
+    from jobs.serving.http import open_reader
 
     reader = open_reader(Layout(args.data_root).kv(), args.redis_url)
     for id_ in args.ids:
@@ -80,8 +80,8 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from jobs.common.layout import Layout
-    from jobs.serve import make_server
+    from jobs.storage.layout import Layout
+    from jobs.serving.http import make_server
 
     server = make_server(Layout(args.data_root).kv(), args.host, args.port, redis_url=args.redis_url)
     source = args.redis_url or Layout(args.data_root).kv()
@@ -108,8 +108,8 @@ def cmd_import_movielens(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from jobs.gate import HoldoutMissingError
-    from jobs.tune import tune
+    from jobs.stages.gate import HoldoutMissingError
+    from jobs.models.tuning import tune
 
     cfg = _config(args)
     try:

@@ -11,13 +11,13 @@ import logging
 import time
 import traceback
 
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.stages import STAGES
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("validate", "stitch", "interactions", "train", "gate", "retrieve", "rank", "publish")
-_MODULES = {name: f"jobs.{name}" for name in STAGES}
+_MODULES = {name: f"jobs.stages.{name}" for name in STAGES}
 
 
 def run_stage(name: str, cfg, run_date: str, spark=None) -> dict:
@@ -25,7 +25,7 @@ def run_stage(name: str, cfg, run_date: str, spark=None) -> dict:
     if name not in _MODULES:
         raise ValueError(f"unknown stage {name!r}; stages: {list(STAGES)}")
     if spark is None:
-        from jobs.common.spark import spark_session
+        from jobs.spark import spark_session
 
         spark = spark_session(cfg.spark, app_name=f"recs-{name}-{run_date}")
     module = importlib.import_module(_MODULES[name])
@@ -40,7 +40,7 @@ def run_stage(name: str, cfg, run_date: str, spark=None) -> dict:
 
 def run_all(cfg, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> dict:
     """Runs every stage in order; on a failure records it in the run summary and re-raises."""
-    from jobs.common.spark import spark_session
+    from jobs.spark import spark_session
 
     spark = spark or spark_session(cfg.spark, app_name=f"recs-nightly-{run_date}")
     report = f"{Layout(cfg.data_root).reports(run_date)}/run_summary.json"

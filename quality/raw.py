@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 from quality import rules
 from schemas import load
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import posixpath
 
-from jobs.common import io
+from jobs.storage import io
 
 STATUS_ORDER = {"failed": 0, "warned": 1, "skipped": 2, "passed": 3}
 

@@ -4,7 +4,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.common.layout import Layout
+from jobs.storage.layout import Layout
 
 pytestmark = [pytest.mark.spark, pytest.mark.airflow]
 
@@ -14,7 +14,7 @@ RUN_DATE = "2026-08-14"
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    from jobs.generate_shop import generate_shop
+    from jobs.shop.generator import generate_shop
 
     root = tmp_path_factory.mktemp("shop")
     generate_shop(str(root), start=START, days=DAYS, users=400, items=120, seed=3, defect_rate=0.01)
@@ -65,7 +65,7 @@ def test_every_active_person_has_a_full_valid_list(dag_run, shop):
 
 
 def test_identity_map_and_lookups(dag_run, shop):
-    from jobs.kvstore import KVReader
+    from jobs.serving.kvstore import KVReader
 
     layout = Layout(str(shop))
     identity = table(layout.identity(RUN_DATE))
@@ -83,7 +83,7 @@ def test_identity_map_and_lookups(dag_run, shop):
 
 def test_rerun_gives_identical_rows_and_keeps_previous_version(dag_run, shop, spark):
     from jobs.config import load_config
-    from jobs.kvstore import current
+    from jobs.serving.kvstore import current
     from jobs.pipeline import run_all
 
     layout = Layout(str(shop))
@@ -100,7 +100,7 @@ def test_rerun_gives_identical_rows_and_keeps_previous_version(dag_run, shop, sp
 
 
 def _live(layout):
-    from jobs.kvstore import current
+    from jobs.serving.kvstore import current
 
     return current(layout.kv())["version"]
 
@@ -136,7 +136,7 @@ def test_broken_day_stops_before_publish_and_a_fixed_rerun_succeeds(dag_run, sho
 def test_broken_model_is_refused_and_previous_lists_stay_live(dag_run, shop, spark):
     """Issue #5: random factors (0 ALS iterations) fail the gate; nothing is published."""
     from jobs.config import load_config
-    from jobs.gate import ModelGateError
+    from jobs.stages.gate import ModelGateError
     from jobs.pipeline import run_all
 
     layout = Layout(str(shop))

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs import gate, train
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.stages import gate, train
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 RUN_DATE = "2026-03-10"
 PREVIOUS_DATE = "2026-03-09"

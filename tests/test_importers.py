@@ -125,7 +125,7 @@ def test_catalog_snapshots__listing_and_availability_window(order_lines):
 
 
 def test_import_refuses_a_root_holding_another_dataset(tmp_path):
-    from jobs.common.layout import Layout
+    from jobs.storage.layout import Layout
     from jobs.importers import check_no_foreign_partitions
 
     (tmp_path / "raw" / "events" / "dt=2026-01-01").mkdir(parents=True)
@@ -245,8 +245,8 @@ def test_online_retail__reimport_is_identical(online_retail, tmp_path):
 def test_online_retail__spark_reads_it_with_the_contract_schema(online_retail, spark):
     from pyspark.sql import functions as F
 
-    from jobs.common.io import read_spark_parquet
-    from jobs.common.layout import Layout
+    from jobs.storage.io import read_spark_parquet
+    from jobs.storage.layout import Layout
 
     root, _ = online_retail
     layout = Layout(str(root))

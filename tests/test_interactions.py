@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from jobs.interactions import active_persons, build_interactions, holdout_split
+from jobs.stages.interactions import active_persons, build_interactions, holdout_split
 
 pytestmark = pytest.mark.spark
 W = {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 10.0, "return": -10.0, "search": 0.0}

@@ -4,8 +4,8 @@ import urllib.request
 
 import pytest
 
-from jobs import kvstore
-from jobs.serve import make_server
+from jobs.serving import kvstore
+from jobs.serving.http import make_server
 
 pytestmark = pytest.mark.spark
 
@@ -72,7 +72,7 @@ def test_http_serve_answers_like_lookup(spark, tmp_path):
 
 @pytest.mark.redis
 def test_redis_export_answers_like_the_embedded_store_and_switches_atomically(spark, tmp_path, redis_url):
-    from jobs import redis_store
+    from jobs.serving import redis_store
 
     r = spark.createDataFrame(RECS, "subject_type string, subject_id string, rank int, item_id string, score double")
     i = spark.createDataFrame(IDS, "id_type string, id string, person_id string")

@@ -1,8 +1,8 @@
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.common.segments import lookup_keys, segment_keys
-from jobs.rank import assign_segments, assign_variant, rank_person_lists, segment_popularity
+from jobs.segments import lookup_keys, segment_keys
+from jobs.stages.rank import assign_segments, assign_variant, rank_person_lists, segment_popularity
 from tests.conftest import rows
 
 pytestmark = pytest.mark.spark

@@ -6,8 +6,8 @@ import pytest
 from conftest import rows
 from pyspark.sql import functions as F
 
-from jobs import stitch as st
-from jobs.stitch import person_id_for
+from jobs.stages import stitch as st
+from jobs.stages.stitch import person_id_for
 
 pytestmark = pytest.mark.spark
 
@@ -170,7 +170,7 @@ NIGHTS = {
 
 
 def write_validated(spark, cfg, days):
-    from jobs.common.layout import Layout
+    from jobs.storage.layout import Layout
 
     for day in days:
         events_df(spark, NIGHTS[day]).coalesce(1).write.mode("overwrite").parquet(
@@ -178,7 +178,7 @@ def write_validated(spark, cfg, days):
 
 
 def snapshot(spark, cfg, day):
-    from jobs.common.layout import Layout
+    from jobs.storage.layout import Layout
 
     state = st.read_state(spark, Layout(cfg.data_root).identity_state(day))
     identity = spark.read.parquet(Layout(cfg.data_root).identity(day))

@@ -7,8 +7,8 @@ import yaml
 from test_gate import RUN_DATE, gate_cfg, write_shop
 
 from jobs.config import load_config
-from jobs.gate import HoldoutMissingError
-from jobs.tune import SEARCH_SPACE, TUNED_KEYS, candidate_settings, tune
+from jobs.stages.gate import HoldoutMissingError
+from jobs.models.tuning import SEARCH_SPACE, TUNED_KEYS, candidate_settings, tune
 
 
 def test_tune_writes_a_loadable_config_with_the_best_trial(cfg, tmp_path):

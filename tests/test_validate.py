@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from jobs.common.layout import Layout
+from jobs.storage.layout import Layout
 from quality import QualityGateError
 
 pytestmark = pytest.mark.spark
@@ -214,7 +214,7 @@ def test_read_normalized__bad_types_become_reasons_not_crashes(spark, cfg):
 
 
 def test_run__good_rows_untouched_quarantine_holds_reasons_and_rerun_is_idempotent(spark, cfg):
-    from jobs import validate
+    from jobs.stages import validate
 
     cfg = cfg.replace(window_days=5)
     days = _days(5)
@@ -268,7 +268,7 @@ def test_run__good_rows_untouched_quarantine_holds_reasons_and_rerun_is_idempote
 
 def test_run__volume_device_and_catalog_gates_stop_the_run_day(spark, cfg):
     """A tenth of the usual volume, no ios events, half the catalog without a category."""
-    from jobs import validate
+    from jobs.stages import validate
 
     cfg = cfg.replace(window_days=5)
     days = _days(5)
@@ -302,7 +302,7 @@ def test_run__volume_device_and_catalog_gates_stop_the_run_day(spark, cfg):
 
 
 def test_run__schema_drift_and_unreadable_file_fail_until_the_input_is_fixed(spark, cfg):
-    from jobs import validate
+    from jobs.stages import validate
 
     cfg = cfg.replace(window_days=3)
     days = _days(3)
@@ -341,7 +341,7 @@ def test_run__schema_drift_and_unreadable_file_fail_until_the_input_is_fixed(spa
 
 
 def test_run__empty_events_partition_fails_only_for_the_run_day(spark, cfg):
-    from jobs import validate
+    from jobs.stages import validate
 
     cfg = cfg.replace(window_days=3)
     first, second, _ = _days(3)

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from jobs.common.layout import Layout
+from jobs.storage.layout import Layout
 from jobs.importers import (
     availability,
     check_no_foreign_partitions,
@@ -108,7 +108,7 @@ def read_order_lines(source: str) -> pd.DataFrame:
         FileNotFoundError: `source` does not exist.
         ValueError: a required column is missing (names the file and the columns).
     """
-    from jobs.common import io
+    from jobs.storage import io
 
     if not io.exists(source):
         raise FileNotFoundError(f"Online Retail source not found: {source}")

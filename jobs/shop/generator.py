@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 
 import schemas
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

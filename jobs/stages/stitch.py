@@ -75,8 +75,8 @@ from dataclasses import dataclass, field
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

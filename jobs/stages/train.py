@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

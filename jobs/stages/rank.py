@@ -18,9 +18,9 @@ import time
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common import io
-from jobs.common.layout import Layout, window
-from jobs.common.segments import GLOBAL, segment_keys
+from jobs.storage import io
+from jobs.storage.layout import Layout, window
+from jobs.segments import GLOBAL, segment_keys
 
 DEMOTION = 10.0  # larger than any score spread, so demoted items sort after all others
 
@@ -136,8 +136,8 @@ def assign_variant(subject_id, *, experiment_id: str, variants: tuple[str, ...])
 
 
 def run(spark: SparkSession, cfg, run_date: str) -> dict:
-    from jobs.interactions import read_window_events
-    from jobs.train import model_version
+    from jobs.stages.interactions import read_window_events
+    from jobs.stages.train import model_version
 
     started = time.time()
     layout = Layout(cfg.data_root)

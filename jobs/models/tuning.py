@@ -2,7 +2,7 @@
 
 Each trial trains ALS on a date's temporal holdout (written by the interactions stage) and scores NDCG@k
 of the night's retrieval on the gate's seeded sample of test persons, with the gate's own code
-(`jobs.gate.load_holdout` / `evaluate_settings`). The first trial is always the current settings, so the
+(`jobs.stages.gate.load_holdout` / `evaluate_settings`). The first trial is always the current settings, so the
 result can only match or beat them on this holdout. Trials run until the time budget would be exceeded.
 
 Output: a YAML config file holding only the best `als:` settings (loadable with
@@ -22,7 +22,7 @@ import uuid
 import numpy as np
 import yaml
 
-from jobs.common import io
+from jobs.storage import io
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,12 @@ def tune(cfg, run_date: str, *, budget_seconds: float, out_file: str, seed: int,
 
     Raises
     ------
-    jobs.gate.HoldoutMissingError
+    jobs.stages.gate.HoldoutMissingError
         When no holdout was written for `run_date`.
     ValueError
         When the holdout has no test person with train history: there is nothing to score.
     """
-    from jobs import gate
+    from jobs.stages import gate
 
     started = time.perf_counter()
     space = space or SEARCH_SPACE

@@ -3,7 +3,7 @@ model that is live, is refused before anything is retrieved, ranked or published
 
 The gate measures the night's recipe, not the night's factors: it trains ALS with the same settings
 (`cfg.als`, `cfg.seed`) on the temporal holdout's train part (everything before the cutoff, written by the
-interactions stage), retrieves top-k with the same ScaNN retrieval the night uses (`jobs.retrieve.retrieve`:
+interactions stage), retrieves top-k with the same ScaNN retrieval the night uses (`jobs.stages.retrieve.retrieve`:
 available items only, items bought before the cutoff excluded) for a seeded sample of test persons, and
 scores what they then put in the cart or bought in the holdout days. The same persons get three popularity
 baselines (all-time, recent, per segment), with the same exclusions. Metrics come from `jobs.evaluation`.
@@ -36,8 +36,8 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs import evaluation as ev
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def load_holdout(cfg, run_date: str) -> Holdout:
     FileNotFoundError, ValueError
         When the catalog or persons of D are missing, or a file lacks a field or has nulls where it must not.
     """
-    from jobs.train import to_csr
+    from jobs.stages.train import to_csr
 
     layout = Layout(cfg.data_root)
     train_path, test_path = layout.holdout(run_date, "train"), layout.holdout(run_date, "test")
@@ -257,8 +257,8 @@ def model_recs(holdout: Holdout, *, factors: int, regularization: float, alpha: 
     pandas.DataFrame
         person_id, item_id, score, rank (1..k): only available items, none bought before the cutoff.
     """
-    from jobs.retrieve import retrieve
-    from jobs.train import train_als
+    from jobs.stages.retrieve import retrieve
+    from jobs.stages.train import train_als
 
     person_vecs, item_vecs = train_als(holdout.matrix, factors=factors, regularization=regularization,
                                        alpha=alpha, iterations=iterations, threads=threads, seed=seed)
@@ -387,7 +387,7 @@ def config_changes(previous_config: dict | None, cfg) -> dict:
     """Settings that differ from the previous model's (from its model.json `config`): {key: [then, now]}."""
     if not previous_config:
         return {}
-    from jobs.train import stored_config
+    from jobs.stages.train import stored_config
 
     now = _flatten(json_ready(stored_config(cfg)))
     then = _flatten(previous_config)

@@ -14,8 +14,8 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import io
-from jobs.common.layout import Layout, window
+from jobs.storage import io
+from jobs.storage.layout import Layout, window
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def read_window_events(spark: SparkSession, cfg, run_date: str, columns: list[st
 
 
 def run(spark: SparkSession, cfg, run_date: str) -> dict:
-    from jobs import stitch
+    from jobs.stages import stitch
 
     started = time.time()
     layout = Layout(cfg.data_root)

@@ -12,10 +12,10 @@ import time
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import kvstore
-from jobs.common import io
-from jobs.common.layout import Layout
-from jobs.gate import mark_published
+from jobs.serving import kvstore
+from jobs.storage import io
+from jobs.storage.layout import Layout
+from jobs.stages.gate import mark_published
 
 
 def run(spark: SparkSession, cfg, run_date: str) -> dict:
@@ -41,7 +41,7 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
     keep = cfg.export.keep_versions
     version = kvstore.build_version(spark, published, identity, layout.kv(), meta=meta, keep=keep)
     if cfg.export.redis_url:  # both stores hold the new version before either pointer moves
-        from jobs import redis_store
+        from jobs.serving import redis_store
 
         redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta)
         redis_store.switch_current(cfg.export.redis_url, version, keep=keep)

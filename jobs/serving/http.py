@@ -11,7 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
-from jobs import kvstore
+from jobs.serving import kvstore
 
 
 class _Readers:
@@ -24,7 +24,7 @@ class _Readers:
 
     def _live_version(self) -> str | None:
         if self.redis_url:
-            from jobs.redis_store import live_version
+            from jobs.serving.redis_store import live_version
 
             return live_version(self.redis_url)
         return (kvstore.current(self.kv_root) or {}).get("version")
@@ -40,7 +40,7 @@ class _Readers:
 def open_reader(kv_root: str, redis_url: str | None = None) -> kvstore.Lookup:
     """The live version of the Redis store when a URL is given, else of the embedded store."""
     if redis_url:
-        from jobs.redis_store import RedisReader
+        from jobs.serving.redis_store import RedisReader
 
         return RedisReader(redis_url)
     return kvstore.KVReader(kv_root)

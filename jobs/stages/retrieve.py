@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.common import io
-from jobs.common.layout import Layout
+from jobs.storage import io
+from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def run(spark, cfg, run_date: str) -> dict:
-    from jobs.train import load_factors, read_interactions
+    from jobs.stages.train import load_factors, read_interactions
 
     started = time.time()
     layout = Layout(cfg.data_root)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from jobs.kvstore import Lookup, list_rows
+from jobs.serving.kvstore import Lookup, list_rows
 
 PREFIX = "recs"
 

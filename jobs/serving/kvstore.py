@@ -22,8 +22,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from jobs.common import io
-from jobs.common.segments import lookup_keys
+from jobs.storage import io
+from jobs.segments import lookup_keys
 
 
 def _local(path: str) -> Path:

@@ -36,8 +36,8 @@ import uuid
 
 from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
 
-from jobs.common import io
-from jobs.common.layout import Layout, window
+from jobs.storage import io
+from jobs.storage.layout import Layout, window
 from quality import QualityGateError, batch, raw, report, rules, suites
 from schemas import load
 
