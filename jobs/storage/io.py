@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import re
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -34,6 +35,22 @@ def has_data(path: str) -> bool:
     if not fs.exists(p):
         return False
     return any(not posixpath.basename(f).startswith(("_", ".")) for f in fs.find(p))
+
+
+_DT = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+def partition_dates(folder: str) -> list[str]:
+    """ISO dates of the complete `dt=YYYY-MM-DD` sub-folders of `folder`, sorted (hidden temporaries skipped)."""
+    fs, p = fs_for(folder)
+    if not fs.exists(p):
+        return []
+    days = []
+    for entry in fs.ls(p, detail=False):
+        m = _DT.match(posixpath.basename(entry.rstrip("/")))
+        if m and fs.isdir(entry):
+            days.append(m.group(1))
+    return sorted(days)
 
 
 def data_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
