@@ -157,12 +157,17 @@ class RecsConfig:
     spark: SparkConfig
     data_root: str = ""
 
-    def fingerprint(self) -> str:
-        """Short hash of every setting that shapes the output (not where it is written)."""
+    def settings(self) -> dict:
+        """Every setting that shapes the output, as a plain dict: not where data lives nor how Spark runs.
+        Stored with each model (so a later gate can say what changed) and hashed by `fingerprint`."""
         d = dataclasses.asdict(self)
         d.pop("data_root")
         d.pop("spark")
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:10]
+        return d
+
+    def fingerprint(self) -> str:
+        """Short hash of `settings()`."""
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True, default=list).encode()).hexdigest()[:10]
 
     def replace(self, **changes) -> "RecsConfig":
         return dataclasses.replace(self, **changes)

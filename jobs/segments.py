@@ -1,11 +1,26 @@
-"""Segment keys, shared by ranking (which builds segment lists) and serving (which falls back to them).
+"""Segment keys: the `subject_id` of segment lists, built by ranking and looked up by serving and the gate.
 
 A key names one value per dimension, most specific first: `country=DE/device_type=ios`, `country=DE`,
-`device_type=ios`, then `global`. Kept free of Spark so that a lookup stays a millisecond affair.
+`device_type=ios`, then `global`. Values are escaped (`%` -> `%25`, `/` -> `%2F`, `=` -> `%3D`), so no value,
+whatever it holds, can make two different contexts share a key. The same rule in three forms: Python (for
+lookups), a Spark column (for ranking) and pandas (for the gate). Kept free of Spark imports at module load so
+that a lookup stays a millisecond affair.
 """
 from __future__ import annotations
 
 GLOBAL = "global"
+_ESCAPES = (("%", "%25"), ("/", "%2F"), ("=", "%3D"))  # `%` first, so escapes are never escaped twice
+
+
+def escape(value: str) -> str:
+    for raw, escaped in _ESCAPES:
+        value = value.replace(raw, escaped)
+    return value
+
+
+def segment_key(pairs: list[tuple[str, str]]) -> str:
+    """`[("country", "DE"), ("device_type", "ios")]` -> `country=DE/device_type=ios`; `[]` -> `global`."""
+    return "/".join(f"{dim}={escape(str(value))}" for dim, value in pairs) if pairs else GLOBAL
 
 
 def segment_keys(dimensions: tuple[str, ...]) -> list[list[str]]:
@@ -18,8 +33,35 @@ def segment_keys(dimensions: tuple[str, ...]) -> list[list[str]]:
 
 def lookup_keys(dimensions: tuple[str, ...], context: dict[str, str | None]) -> list[str]:
     """The segment keys that match a lookup context, most specific first, ending with `global`."""
-    keys = []
-    for combo in segment_keys(dimensions):
-        if all(context.get(d) for d in combo):
-            keys.append("/".join(f"{d}={context[d]}" for d in combo) if combo else GLOBAL)
-    return keys
+    return [segment_key([(d, context[d]) for d in combo])
+            for combo in segment_keys(dimensions) if all(context.get(d) for d in combo)]
+
+
+def key_column(dims: list[str]):
+    """The key of `dims` as a Spark column (null when any of the dims is null)."""
+    from pyspark.sql import functions as F
+
+    if not dims:
+        return F.lit(GLOBAL)
+
+    def escaped(col):
+        for raw, esc in _ESCAPES:
+            col = F.replace(col, F.lit(raw), F.lit(esc))
+        return col
+
+    return F.concat_ws("/", *[F.concat(F.lit(f"{d}="), escaped(F.col(d))) for d in dims])
+
+
+def known_context_keys(frame, dimensions: tuple[str, ...]):
+    """pandas: per row, the key of every dimension the row knows (unknown ones left out; none known -> null)."""
+    import pandas as pd
+
+    key = pd.Series(pd.NA, index=frame.index, dtype="str")
+    for dim in dimensions:
+        if dim not in frame.columns:
+            continue
+        values = frame[dim].astype("str")
+        part = (dim + "=" + values.map(escape, na_action="ignore")).where(values.notna())
+        joined = (key + "/" + part).where(key.notna(), part)
+        key = key.where(part.isna(), joined)
+    return key

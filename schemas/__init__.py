@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
-LOGICAL_TYPES = ("string", "int", "double", "bool", "timestamp", "array<string>")
+LOGICAL_TYPES = ("string", "int", "long", "double", "bool", "timestamp", "array<string>")
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Schema:
         """pyspark StructType; every field nullable so that bad rows can be read and quarantined."""
         from pyspark.sql import types as T
 
-        simple = {"string": T.StringType(), "int": T.IntegerType(), "double": T.DoubleType(),
+        simple = {"string": T.StringType(), "int": T.IntegerType(), "long": T.LongType(), "double": T.DoubleType(),
                   "bool": T.BooleanType(), "timestamp": T.TimestampType(),
                   "array<string>": T.ArrayType(T.StringType())}
         return T.StructType([T.StructField(f.name, simple[f.type], True) for f in self.fields])
@@ -55,7 +55,7 @@ class Schema:
     def arrow(self):
         import pyarrow as pa
 
-        simple = {"string": pa.string(), "int": pa.int32(), "double": pa.float64(), "bool": pa.bool_(),
+        simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64(), "bool": pa.bool_(),
                   "timestamp": pa.timestamp("us", tz="UTC"), "array<string>": pa.list_(pa.string())}
         return pa.schema([pa.field(f.name, simple[f.type], nullable=True) for f in self.fields])
 

@@ -1,4 +1,4 @@
-"""Stage 3: events -> decay-weighted person x item confidence.
+"""Stage 3 of 8, interactions: events -> decay-weighted person x item confidence.
 
 Each item event contributes `event_weights[event_type] * 0.5 ** (age_days / half_life_days)`, where age is
 counted from the end of the run's day. Weights are summed per (person, item); pairs whose sum is not
@@ -14,13 +14,12 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.storage import io
-from jobs.storage.layout import Layout, window
+from jobs.config import RecsConfig
+from jobs.evaluation.splits import holdout_test_start
+from jobs.storage.datasets import Datasets
+from schemas.vocabulary import ITEM_EVENT_TYPES
 
 log = logging.getLogger(__name__)
-
-ITEM_EVENT_TYPES = ("product_view", "add_to_cart", "remove_from_cart", "purchase", "return",
-                    "rec_impression", "rec_click")
 
 
 def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[str, float],
@@ -55,14 +54,15 @@ def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_
                   half_life_days: float, test_event_types: tuple[str, ...]) -> tuple[DataFrame, DataFrame]:
     """(train interactions before the cutoff, test pairs on/after it) for the model gate. Pure.
 
-    The cutoff is the start of day D - holdout_days + 1. Test pairs are items a person acted on
+    The cutoff is the start of `holdout_test_start(D, holdout_days)`. Test pairs are items a person acted on
     (`test_event_types`) in the holdout days and had not bought before the cutoff.
     """
     import datetime as dt
 
-    cutoff_day = dt.date.fromisoformat(run_date) - dt.timedelta(days=holdout_days)
-    cutoff = F.to_timestamp(F.lit(f"{cutoff_day + dt.timedelta(days=1)} 00:00:00"))
-    train = build_interactions(events.where(F.col("event_time") < cutoff), run_date=cutoff_day.isoformat(),
+    test_start = holdout_test_start(run_date, holdout_days)
+    cutoff = F.to_timestamp(F.lit(f"{test_start} 00:00:00"))
+    last_train_day = test_start - dt.timedelta(days=1)
+    train = build_interactions(events.where(F.col("event_time") < cutoff), run_date=last_train_day.isoformat(),
                                event_weights=event_weights, half_life_days=half_life_days)
     test = (events.where((F.col("event_time") >= cutoff) & F.col("person_id").isNotNull()
                          & F.col("item_id").isNotNull() & F.col("event_type").isin(*test_event_types))
@@ -83,41 +83,29 @@ def active_persons(events: DataFrame) -> DataFrame:
                  F.max("event_time").alias("last_seen"), F.count("*").alias("events")))
 
 
-def read_window_events(spark: SparkSession, cfg, run_date: str, columns: list[str] | None = None) -> DataFrame:
-    """Validated events of the training window (days without a validated folder are skipped)."""
-    layout = Layout(cfg.data_root)
-    paths = [layout.validated("events", d) for d in window(run_date, cfg.window_days)]
-    paths = [p for p in paths if io.has_data(p)]
-    if not paths:
-        raise FileNotFoundError(f"no validated events in the {cfg.window_days} days ending {run_date} "
-                                f"under {layout.validated('events')}")
-    df = io.read_spark_parquet(spark, paths, "events")
-    return df.select(*columns) if columns else df
-
-
-def run(spark: SparkSession, cfg, run_date: str) -> dict:
+def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     from jobs.stages import stitch
 
     started = time.time()
-    layout = Layout(cfg.data_root)
-    events = read_window_events(spark, cfg, run_date, columns=[
+    data = Datasets(cfg.data_root)
+    events = data.window_events(spark, run_date, cfg.window_days, columns=[
         "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id", "country", "device_type"])
     attributed = (stitch.attribute_events(events, stitch.load_state(spark, cfg, run_date))
                   .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
     interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),
                                       half_life_days=cfg.interactions.half_life_days)
-    out = layout.interactions(run_date)
-    io.write_spark_parquet(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"), out)
-    io.write_spark_parquet(active_persons(attributed).coalesce(1), layout.persons(run_date))
+    out = data.interactions.write_spark(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"),
+                                        run_date)
+    data.persons.write_spark(active_persons(attributed).coalesce(1), run_date)
     if cfg.gate.enabled:
         train, test = holdout_split(attributed, run_date=run_date, holdout_days=cfg.gate.holdout_days,
                                     event_weights=cfg.event_weights.as_dict(),
                                     half_life_days=cfg.interactions.half_life_days,
                                     test_event_types=cfg.gate.test_event_types)
-        io.write_spark_parquet(train.coalesce(cfg.spark.shuffle_partitions), layout.holdout(run_date, "train"))
-        io.write_spark_parquet(test.coalesce(1), layout.holdout(run_date, "test"))
+        data.holdout_train.write_spark(train.coalesce(cfg.spark.shuffle_partitions), run_date)
+        data.holdout_test.write_spark(test.coalesce(1), run_date)
     attributed.unpersist()
-    written = spark.read.parquet(out)
+    written = data.interactions.read_spark(spark, run_date)
     stats = written.agg(F.count("*").alias("pairs"), F.countDistinct("person_id").alias("persons"),
                         F.countDistinct("item_id").alias("items"),
                         F.sum(F.col("purchased").cast("int")).alias("purchased_pairs")).first().asDict()

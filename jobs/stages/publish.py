@@ -1,7 +1,7 @@
-"""Stage 7: check the staged lists, then publish them as the night's version.
+"""Stage 8 of 8, publish: check the staged lists, then publish them as the night's version.
 
 Nothing reaches the storefront unless every check passes: the output checks (quality/outputs.py) and the
-model gate (jobs/gate.py). Publishing moves the staged lists into `recommendations/dt=D/`, builds a new
+model gate (stage 5). Publishing moves the staged lists into `recommendations/dt=D/`, builds a new
 immutable key-value version and only then switches CURRENT, so a failure at any point leaves
 yesterday's version live.
 """
@@ -12,30 +12,30 @@ import time
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs.config import RecsConfig
 from jobs.serving import kvstore
 from jobs.storage import io
-from jobs.storage.layout import Layout
-from jobs.stages.gate import mark_published
+from jobs.storage.datasets import Datasets
+from quality import QualityGateError
+from quality.outputs import check_recommendations, coverage_figures
 
 
-def run(spark: SparkSession, cfg, run_date: str) -> dict:
-    from quality import QualityGateError
-    from quality.outputs import check_recommendations, coverage_figures
-
+def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     started = time.time()
-    layout = Layout(cfg.data_root)
-    staged_path = layout.staged_recommendations(run_date)
-    staged = io.read_spark_parquet(spark, staged_path, "recommendations")
-    catalog = io.read_spark_parquet(spark, layout.validated("catalog", run_date), "catalog")
-    purchases = (io.read_spark_parquet(spark, layout.interactions(run_date), "interactions")
+    data = Datasets(cfg.data_root)
+    layout = data.layout
+    staged_path = data.staged_lists.path(run_date)
+    staged = data.staged_lists.read_spark(spark, run_date)
+    catalog = data.validated_catalog.read_spark(spark, run_date)
+    purchases = (data.interactions.read_spark(spark, run_date)
                  .where(F.col("purchased")).select("person_id", "item_id"))
     failures = check_recommendations(staged, catalog=catalog, purchases=purchases, top_n=cfg.top_n)
     if failures:
         raise QualityGateError(failures)
     coverage = coverage_figures(staged, catalog)
-    io.promote(staged_path, layout.recommendations(run_date))
-    published = io.read_spark_parquet(spark, layout.recommendations(run_date), "recommendations")
-    identity = io.read_spark_parquet(spark, layout.identity(run_date), "identity")
+    io.promote(staged_path, data.published_lists.path(run_date))
+    published = data.published_lists.read_spark(spark, run_date)
+    identity = data.identity_map.read_spark(spark, run_date)
     meta = {"run_date": run_date, "model_version": published.select("model_version").first()[0],
             "top_n": cfg.top_n, "segment_dimensions": list(cfg.segments.dimensions)}
     keep = cfg.export.keep_versions
@@ -46,7 +46,7 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
         redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta)
         redis_store.switch_current(cfg.export.redis_url, version, keep=keep)
     pointer = kvstore.switch_current(layout.kv(), version)
-    mark_published(cfg, run_date)  # the next night's gate compares against this model
-    return {"recommendations": layout.recommendations(run_date), "kv_version": version,
+    data.models.mark_published(run_date)  # the next night's gate compares against this model
+    return {"recommendations": data.published_lists.path(run_date), "kv_version": version,
             "kv_previous": pointer["previous"], "redis": bool(cfg.export.redis_url), "coverage": coverage,
             "seconds": round(time.time() - started, 1)}

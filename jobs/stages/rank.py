@@ -1,4 +1,4 @@
-"""Stage 6: candidates -> ranked lists, for each person and for each segment.
+"""Stage 7 of 8, rank: candidates -> ranked lists, for each person and for each segment.
 
 Segment lists rank the window's most engaged-with available items per segment (`global`, `country=DE`,
 `device_type=ios`, `country=DE/device_type=ios`, ...); a segment needs `segments.min_events` events.
@@ -18,17 +18,14 @@ import time
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.storage import io
-from jobs.storage.layout import Layout, window
-from jobs.segments import GLOBAL, segment_keys
+from jobs.config import RecsConfig
+from jobs.segments import GLOBAL, key_column, segment_keys
+from jobs.storage.datasets import Datasets
+from jobs.storage.layout import window
+from schemas import load
+from schemas.vocabulary import leaf_category_column
 
 DEMOTION = 10.0  # larger than any score spread, so demoted items sort after all others
-
-
-def _key_expr(dims: list[str]):
-    if not dims:
-        return F.lit(GLOBAL)
-    return F.concat_ws("/", *[F.concat(F.lit(f"{d}="), F.col(d)) for d in dims])
 
 
 def _all_present(dims: list[str]):
@@ -53,7 +50,7 @@ def segment_popularity(events: DataFrame, available_items: DataFrame, *, dimensi
             .agg(F.sum(weight).alias("w"), F.count("*").alias("n")).cache())
     per_key = None
     for dims in segment_keys(dimensions):
-        part = (base.where(_all_present(dims)).withColumn("segment_key", _key_expr(dims))
+        part = (base.where(_all_present(dims)).withColumn("segment_key", key_column(dims))
                 .groupBy("segment_key", "item_id").agg(F.sum("w").alias("pop_score"), F.sum("n").alias("n")))
         per_key = part if per_key is None else per_key.unionByName(part)
     seg_events = per_key.groupBy("segment_key").agg(F.sum("n").alias("seg_events"))
@@ -69,7 +66,7 @@ def segment_popularity(events: DataFrame, available_items: DataFrame, *, dimensi
 def assign_segments(persons: DataFrame, segment_items: DataFrame, *, dimensions: tuple[str, ...]) -> DataFrame:
     """(person_id, segment_key): the most specific segment with a list that matches the person's context."""
     keys = segment_items.select("segment_key").distinct()
-    options = [F.struct(F.lit(i).alias("priority"), _key_expr(dims).alias("segment_key"))
+    options = [F.struct(F.lit(i).alias("priority"), key_column(dims).alias("segment_key"))
                for i, dims in enumerate(segment_keys(dimensions))]
     exploded = persons.select("person_id", F.explode(F.array(*options)).alias("o")).select(
         "person_id", "o.priority", "o.segment_key").where(F.col("segment_key").isNotNull())
@@ -118,7 +115,7 @@ def item_features(catalog: DataFrame, interactions: DataFrame) -> DataFrame:
     top = pop.agg(F.max("lp").alias("top"))
     return (catalog.where(F.col("is_available")).select(
                 "item_id", "margin_rate",
-                F.element_at(F.split(F.col("category_path"), " > "), -1).alias("category"))
+                leaf_category_column(F.col("category_path")).alias("category"))
             .join(pop, "item_id", "left").crossJoin(F.broadcast(top))
             .select("item_id", "margin_rate", "category",
                     F.coalesce(F.col("lp") / F.col("top"), F.lit(0.0)).alias("popularity")))
@@ -135,24 +132,21 @@ def assign_variant(subject_id, *, experiment_id: str, variants: tuple[str, ...])
     return arm
 
 
-def run(spark: SparkSession, cfg, run_date: str) -> dict:
-    from jobs.stages.interactions import read_window_events
-    from jobs.stages.train import model_version
-
+def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     started = time.time()
-    layout = Layout(cfg.data_root)
-    catalog = io.read_spark_parquet(spark, layout.validated("catalog", run_date), "catalog")
+    data = Datasets(cfg.data_root)
+    catalog = data.validated_catalog.read_spark(spark, run_date)
     available = catalog.where(F.col("is_available")).select("item_id")
-    interactions = io.read_spark_parquet(spark, layout.interactions(run_date), "interactions")
+    interactions = data.interactions.read_spark(spark, run_date)
     dims = tuple(cfg.segments.dimensions)
-    events = read_window_events(spark, cfg, run_date, columns=["event_type", "item_id", *dims])
+    events = data.window_events(spark, run_date, cfg.window_days, columns=["event_type", "item_id", *dims])
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
                                        min_events=cfg.segments.min_events, length=2 * cfg.top_n)
-    io.write_spark_parquet(segment_items.coalesce(1), layout.segments(run_date))
-    segment_items = spark.read.parquet(layout.segments(run_date)).cache()
-    persons = spark.read.parquet(layout.persons(run_date))
-    candidates = io.read_spark_parquet(spark, layout.candidates(run_date), "candidates")
+    data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
+    segment_items = data.segment_lists.read_spark(spark, run_date).cache()
+    persons = data.persons.read_spark(spark, run_date)
+    candidates = data.candidates.read_spark(spark, run_date)
     bought = interactions.where(F.col("purchased")).select("person_id", "item_id")
     r = cfg.rank
     person_lists = rank_person_lists(
@@ -162,7 +156,7 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
     segment_lists = segment_items.where(F.col("pop_rank") <= cfg.top_n).select(
         F.col("segment_key").alias("subject_id"), F.col("pop_rank").cast("int").alias("rank"), "item_id",
         F.col("pop_score").cast("double").alias("score"), F.lit("popular").alias("source"))
-    version = model_version(cfg, run_date)
+    version = data.models.meta(run_date)["model_version"]
     lists = (person_lists.select(F.lit("person").alias("subject_type"), F.col("person_id").alias("subject_id"),
                                  "rank", "item_id", "score", "source")
              .unionByName(segment_lists.withColumn("subject_type", F.lit("segment")))
@@ -170,13 +164,10 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
                                                    variants=cfg.experiment.variants))
              .withColumn("model_version", F.lit(version))
              .withColumn("run_id", F.lit(f"nightly-{run_date}-{cfg.fingerprint()}")))
-    from schemas import load
-
-    out = layout.staged_recommendations(run_date)
-    io.write_spark_parquet(lists.select(*load("recommendations").names)
-                           .repartition(cfg.spark.shuffle_partitions, "subject_id")
-                           .sortWithinPartitions("subject_type", "subject_id", "rank"), out)
-    written = spark.read.parquet(out)
+    out = data.staged_lists.write_spark(lists.select(*load("recommendations").names)
+                                        .repartition(cfg.spark.shuffle_partitions, "subject_id")
+                                        .sortWithinPartitions("subject_type", "subject_id", "rank"), run_date)
+    written = data.staged_lists.read_spark(spark, run_date)
     stats = written.groupBy("subject_type").agg(F.countDistinct("subject_id").alias("lists"),
                                                 F.count("*").alias("rows")).collect()
     segment_items.unpersist()

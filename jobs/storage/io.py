@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import posixpath
 import re
 import uuid
@@ -83,14 +84,34 @@ def atomic_dir(final: str) -> Iterator[str]:
         fs.rm(old, recursive=True)
 
 
-def write_json(path: str, obj) -> None:
-    """Atomic small-file write (run summaries, pointers)."""
+def json_ready(obj):
+    """NaN/inf -> None and numpy scalars -> Python, so reports are strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "item") and type(obj).__module__ == "numpy":
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_text(path: str, text: str) -> None:
+    """Atomic small-file write: a reader sees the old file or the new one, never half of it."""
     fs, p = fs_for(path)
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    parent = posixpath.dirname(p)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
     tmp = p + f".tmp-{uuid.uuid4().hex[:8]}"
     with fs.open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, default=str)
+        f.write(text)
     fs.mv(tmp, p)
+
+
+def write_json(path: str, obj) -> None:
+    """Atomic strict-JSON write (run summaries, reports, pointers)."""
+    write_text(path, json.dumps(json_ready(obj), indent=1, sort_keys=True, default=str, allow_nan=False))
 
 
 def read_json(path: str, default=None):
@@ -135,6 +156,28 @@ def read_spark_parquet(spark, paths: str | list[str], schema_name: str | None = 
     if schema_name:
         reader = reader.schema(load(schema_name).spark())
     return reader.parquet(*paths)
+
+
+def read_arrow_parquet(path: str, columns: list[str] | None = None, *, schema=None, what: str = "dataset"):
+    """A Parquet folder as one Arrow table (hidden and `_SUCCESS` files skipped), with errors that name the
+    dataset, the path and the field. A folder without data files reads as an empty table of `schema`."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    if not exists(path):
+        raise FileNotFoundError(f"no {what} at {path}")
+    fs, local = fs_for(path)
+    dataset = pads.dataset(local, filesystem=fs, format="parquet")
+    if schema is not None and not dataset.files:
+        table = schema.empty_table()
+        return table.select(columns) if columns else table
+    missing = [c for c in columns or () if c not in dataset.schema.names]
+    if missing:
+        raise ValueError(f"{what} at {path} has no field {missing[0]!r} (it has: {dataset.schema.names})")
+    try:
+        return dataset.to_table(columns=columns)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ValueError(f"{what} at {path} cannot be read with fields {columns}: {exc}") from exc
 
 
 def promote(staged: str, final: str) -> str:

@@ -1,0 +1,203 @@
+"""The gate's temporal holdout, read once per date, and how a model's settings score on it.
+
+The interactions stage splits each night at `holdout_test_start` (train before it, test from it to D); this
+module reads that split, the catalog and the persons, draws the seeded sample of test persons, and scores
+recommendation lists against what they then put in the cart or bought. Shared by the gate stage, `recs tune`
+and the benchmarks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from jobs.evaluation.baselines import popularity_recs, segment_popularity_recs
+from jobs.evaluation.metrics import evaluate_all
+from jobs.evaluation.splits import holdout_test_start
+from jobs.models.mf import InteractionMatrix, MFModel
+from jobs.segments import known_context_keys
+from jobs.storage.datasets import Datasets
+from schemas.vocabulary import leaf_category_series
+
+log = logging.getLogger(__name__)
+
+
+class HoldoutMissingError(FileNotFoundError):
+    """The temporal holdout for a date was not written (the interactions stage has not run with the gate on)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Holdout:
+    """Everything the gate and `recs tune` evaluate on, read once per date.
+
+    Attributes
+    ----------
+    run_date : str
+        The night D.
+    cutoff : pandas.Timestamp
+        Start (UTC) of `holdout_test_start(D, holdout_days)`: train is before it, test on or after it.
+    recent_since : pandas.Timestamp
+        Start of the recent-popularity window (cutoff - recent_popularity_days).
+    train : pandas.DataFrame
+        Holdout train interactions: person_id, item_id, purchased, last_time.
+    matrix : InteractionMatrix
+        Holdout train confidences, persons x items, with their sorted ids.
+    persons : numpy.ndarray
+        The evaluated test persons, sorted: a seeded sample of test persons that have train history.
+    test : pandas.DataFrame
+        Ground truth of the evaluated persons: person_id, item_id.
+    bought : pandas.DataFrame
+        (person_id, item_id) the evaluated persons bought before the cutoff: never recommended.
+    available_items : numpy.ndarray
+        Sorted ids of the items available in D's validated catalog.
+    item_categories : pandas.DataFrame
+        item_id, category_path = the leaf category, one row per catalog item.
+    segments : pandas.DataFrame
+        person_id, segment (the key of the person's known context; null when unknown) for every train person.
+    counts : dict
+        Sizes for the report.
+    """
+
+    run_date: str
+    cutoff: pd.Timestamp
+    recent_since: pd.Timestamp
+    train: pd.DataFrame
+    matrix: InteractionMatrix
+    persons: np.ndarray
+    test: pd.DataFrame
+    bought: pd.DataFrame
+    available_items: np.ndarray
+    item_categories: pd.DataFrame
+    segments: pd.DataFrame
+    counts: dict
+
+
+def _require_not_null(table, columns: list[str], *, what: str) -> None:
+    for col in columns:
+        n_null = table.column(col).null_count
+        if n_null:
+            raise ValueError(f"{what}: field {col!r} is null in {n_null} of {table.num_rows} rows")
+
+
+def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, recent_popularity_days: int,
+                 max_test_persons: int, segment_dimensions: tuple[str, ...], seed: int) -> Holdout:
+    """Reads D's temporal holdout, catalog and persons, and draws the seeded sample of test persons.
+
+    Raises
+    ------
+    HoldoutMissingError
+        When the interactions stage has not written the holdout for `run_date`.
+    FileNotFoundError, ValueError
+        When the catalog or persons of D are missing, or a file lacks a field or has nulls where it must not.
+    """
+    for part in (data.holdout_train, data.holdout_test):
+        if not part.exists(run_date):
+            raise HoldoutMissingError(
+                f"no temporal holdout for {run_date} at {part.path(run_date)}: the interactions stage writes it "
+                f"when gate.enabled is true. Run the nightly run (`recs run --date {run_date}`) or its "
+                f"interactions stage for that date first.")
+    train_t = data.holdout_train.read_arrow(run_date)
+    _require_not_null(train_t, ["person_id", "item_id", "weight"], what=f"holdout train of {run_date}")
+    test_t = data.holdout_test.read_arrow(run_date, ["person_id", "item_id"])
+    _require_not_null(test_t, ["person_id", "item_id"], what=f"holdout test of {run_date}")
+
+    catalog = data.validated_catalog.read_arrow(run_date, ["item_id", "is_available", "category_path"]).to_pandas()
+    catalog = catalog[catalog["item_id"].notna()].drop_duplicates("item_id", keep="last")
+    available = np.sort(catalog.loc[catalog["is_available"].fillna(False).astype(bool), "item_id"]
+                        .to_numpy(dtype=object))
+    if len(available) == 0:
+        raise ValueError(f"validated catalog at {data.validated_catalog.path(run_date)} has no available item: "
+                         "nothing can be recommended")
+    item_categories = pd.DataFrame({"item_id": catalog["item_id"].to_numpy(),
+                                    "category_path": leaf_category_series(catalog["category_path"]).to_numpy()})
+
+    persons = data.persons.read_arrow(run_date).to_pandas()
+    present = tuple(d for d in segment_dimensions if d in persons.columns)
+    persons = persons[persons["person_id"].notna()].drop_duplicates("person_id")
+
+    matrix = InteractionMatrix.from_pairs(train_t.column("person_id"), train_t.column("item_id"),
+                                          train_t.column("weight").to_numpy(zero_copy_only=False))
+    train = train_t.select(["person_id", "item_id", "purchased", "last_time"]).to_pandas()
+    train["purchased"] = train["purchased"].fillna(False).astype(bool)
+    test = test_t.to_pandas().drop_duplicates()
+
+    test_persons = np.unique(test["person_id"].to_numpy(dtype=object))
+    # Only persons with train history have factors; cold ones would count for the baselines alone.
+    warm = test_persons[pd.Index(matrix.person_ids).get_indexer(test_persons) >= 0]
+    n_cold = len(test_persons) - len(warm)
+    if len(warm) > max_test_persons:
+        warm = np.sort(np.random.default_rng(seed).choice(warm, size=max_test_persons, replace=False))
+    sampled = pd.Index(warm)
+    test = test[sampled.get_indexer(test["person_id"]) >= 0].reset_index(drop=True)
+    bought = (train.loc[train["purchased"].to_numpy() & (sampled.get_indexer(train["person_id"]) >= 0),
+                        ["person_id", "item_id"]].reset_index(drop=True))
+
+    context = persons.set_index("person_id").reindex(matrix.person_ids).reset_index(drop=True)
+    segments = pd.DataFrame({"person_id": matrix.person_ids, "segment": known_context_keys(context, present)})
+
+    cutoff = pd.Timestamp(holdout_test_start(run_date, holdout_days).isoformat(), tz="UTC")
+    counts = {"train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
+              "train_items": len(matrix.item_ids), "test_pairs": int(test_t.num_rows),
+              "test_persons": len(test_persons), "test_persons_without_history": n_cold,
+              "evaluated_persons": len(warm), "evaluated_test_pairs": len(test),
+              "catalog_items": len(catalog), "available_items": len(available)}
+    return Holdout(run_date=run_date, cutoff=cutoff, recent_since=cutoff - pd.Timedelta(days=recent_popularity_days),
+                   train=train, matrix=matrix, persons=warm, test=test, bought=bought, available_items=available,
+                   item_categories=item_categories, segments=segments, counts=counts)
+
+
+def model_recs(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int) -> pd.DataFrame:
+    """ALS with `settings` on the holdout train, then the night's retrieval for the evaluated persons:
+    person_id, item_id, score, rank (1..k); only available items, none bought before the cutoff."""
+    model = MFModel.fit(holdout.matrix, settings, seed=seed)
+    recs = model.recommend(holdout.persons, model.item_index(holdout.available_items),
+                           exclude_persons=holdout.bought["person_id"].to_numpy(dtype=object),
+                           exclude_items=holdout.bought["item_id"].to_numpy(dtype=object),
+                           n=k, brute_force_below=brute_force_below)
+    return recs.select(["person_id", "item_id", "score", "rank"]).to_pandas()
+
+
+def baseline_recs(holdout: Holdout, *, k: int) -> dict[str, pd.DataFrame]:
+    """The popularity baselines for the evaluated persons, with the model's exclusions.
+
+    Popularity is counted on available items only (an item's count does not depend on the others, so this
+    equals filtering the ranked list), as distinct persons per item in the holdout train.
+    """
+    train = holdout.train[pd.Index(holdout.available_items).get_indexer(holdout.train["item_id"]) >= 0]
+    if len(train) == 0:
+        log.warning("no holdout train interaction touches an available item: popularity baselines are empty")
+        return {}
+    pairs = train[["person_id", "item_id", "last_time"]]
+    users = pd.Series(holdout.persons, dtype="object")
+    out = {
+        "popularity_global": popularity_recs(pairs, users, k=k, exclude=holdout.bought),
+        "popularity_recent": popularity_recs(pairs, users, k=k, exclude=holdout.bought,
+                                             since=holdout.recent_since, time_col="last_time"),
+    }
+    # Every train person's segment counts towards its segment's popularity, so all of them are passed and
+    # the lists are then cut to the evaluated persons.
+    segment = segment_popularity_recs(pairs, holdout.segments, k=k, exclude=holdout.bought)
+    out["popularity_segment"] = segment[pd.Index(holdout.persons).get_indexer(segment["person_id"]) >= 0]
+    return out
+
+
+def evaluate(holdout: Holdout, recs: pd.DataFrame, *, k: int, beyond_accuracy: bool = True) -> dict:
+    """`evaluate_all` on the holdout: ranking metrics, and with `beyond_accuracy` catalog coverage and Gini of
+    exposure (over available items), novelty (vs the holdout train) and intra-list diversity (leaf categories)."""
+    if not beyond_accuracy:
+        return evaluate_all(recs, holdout.test, k=k)
+    return evaluate_all(recs, holdout.test, k=k, train=holdout.train[["person_id", "item_id"]],
+                        catalog=holdout.available_items, item_categories=holdout.item_categories)
+
+
+def evaluate_settings(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int,
+                      beyond_accuracy: bool = True) -> dict:
+    """Fit with ALS `settings` (factors, regularization, alpha, iterations, threads) and score on the holdout."""
+    started = time.perf_counter()
+    recs = model_recs(holdout, settings, seed=seed, k=k, brute_force_below=brute_force_below)
+    metrics = evaluate(holdout, recs, k=k, beyond_accuracy=beyond_accuracy)
+    metrics["seconds"] = round(time.perf_counter() - started, 3)
+    return metrics

@@ -1,0 +1,178 @@
+"""Every dataset that one stage hands to the next, declared once: where it lives, its schema, how it is read
+and written.
+
+A stage never builds a path or knows another stage's module: it asks `Datasets(data_root)` for a dataset by
+name and reads or writes one date of it (as Kedro's data catalog does for its nodes). Writes are atomic
+(`jobs.storage.io`), reads use the declared schema, and a missing partition is an error that names the
+dataset, the date and the path.
+
+| dataset              | written by   | read by                         | schema (schemas/*.json) |
+|----------------------|--------------|---------------------------------|-------------------------|
+| validated events     | validate     | stitch, interactions, rank      | events                  |
+| validated catalog    | validate     | retrieve, rank, publish, gate   | catalog                 |
+| identity map         | stitch       | publish                         | identity                |
+| interactions         | interactions | train, retrieve, rank, publish  | interactions            |
+| persons              | interactions | rank, gate                      | persons                 |
+| holdout train / test | interactions | gate, `recs tune`               | interactions / pairs    |
+| model                | train        | gate, retrieve, rank            | factors + model.json    |
+| candidates           | retrieve     | rank                            | candidates              |
+| segment lists        | rank         | (reports)                       | segments                |
+| staged lists         | rank         | publish                         | recommendations         |
+| published lists      | publish      | serving export                  | recommendations         |
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Callable
+
+import pyarrow as pa
+
+from jobs.storage import io
+from jobs.storage.layout import Layout, window
+
+PUBLISHED_MARKER = "PUBLISHED"
+MODEL_META = "model.json"
+EVALUATION_FILE = "evaluation.json"
+
+
+@dataclass(frozen=True)
+class PartitionedDataset:
+    """One dataset partitioned by date: `path(ds)` is its `dt=` folder."""
+
+    name: str
+    layout: Layout
+    path_of: Callable[[Layout, str], str]
+    schema: str | None
+
+    def path(self, ds: str) -> str:
+        return self.path_of(self.layout, ds)
+
+    def exists(self, ds: str) -> bool:
+        return io.exists(self.path(ds))
+
+    def has_data(self, ds: str) -> bool:
+        return io.has_data(self.path(ds))
+
+    def _require(self, ds: str) -> str:
+        path = self.path(ds)
+        if not io.exists(path):
+            raise FileNotFoundError(f"no {self.name} for {ds} at {path}: run the stage that writes it first")
+        return path
+
+    def read_spark(self, spark, ds: str, columns: list[str] | None = None):
+        df = io.read_spark_parquet(spark, self._require(ds), self.schema)
+        return df.select(*columns) if columns else df
+
+    def read_arrow(self, ds: str, columns: list[str] | None = None) -> pa.Table:
+        """The partition as an Arrow table; a folder without data files reads as an empty table."""
+        return io.read_arrow_parquet(self._require(ds), columns, schema=self._arrow_schema(), what=self.name)
+
+    def write_spark(self, df, ds: str) -> str:
+        return io.write_spark_parquet(df, self.path(ds))
+
+    def write_arrow(self, table: pa.Table, ds: str) -> str:
+        return io.write_arrow_parquet(table, self.path(ds))
+
+    def _arrow_schema(self) -> pa.Schema | None:
+        if self.schema is None:
+            return None
+        from schemas import load
+
+        return load(self.schema).arrow()
+
+
+class ModelStore:
+    """The night's model folder: factor tables with their ids, `model.json`, the gate's `evaluation.json`
+    and the `PUBLISHED` marker of the model whose lists went live."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+
+    def path(self, ds: str) -> str:
+        return self.layout.model(ds)
+
+    def write(self, ds: str, tables: dict[str, pa.Table], meta: dict) -> str:
+        """Writes `<name>.parquet` per table and `model.json`, all at once (the folder is replaced whole)."""
+        import pyarrow.parquet as pq
+
+        out = self.path(ds)
+        with io.atomic_dir(out) as tmp:
+            fs, p = io.fs_for(tmp)
+            fs.makedirs(p, exist_ok=True)
+            for name, table in tables.items():
+                pq.write_table(table, f"{p}/{name}.parquet", filesystem=fs)
+            io.write_json(f"{tmp}/{MODEL_META}", meta)
+        return out
+
+    def read(self, ds: str, names: tuple[str, ...]) -> tuple[dict[str, pa.Table], dict]:
+        import pyarrow.parquet as pq
+
+        meta = self.meta(ds)
+        fs, p = io.fs_for(self.path(ds))
+        return {name: pq.read_table(f"{p}/{name}.parquet", filesystem=fs) for name in names}, meta
+
+    def meta(self, ds: str) -> dict:
+        meta = io.read_json(f"{self.path(ds)}/{MODEL_META}")
+        if meta is None:
+            raise FileNotFoundError(f"no model for {ds} at {self.path(ds)}: run the train stage for that date first")
+        return meta
+
+    def write_evaluation(self, ds: str, evaluation: dict) -> None:
+        io.write_json(f"{self.path(ds)}/{EVALUATION_FILE}", evaluation)
+
+    def mark_published(self, ds: str) -> str:
+        """Marks D's model as the one whose lists are live; a later night's gate compares against it."""
+        meta = self.meta(ds)
+        marker = f"{self.path(ds)}/{PUBLISHED_MARKER}"
+        io.write_json(marker, {"run_date": ds, "model_version": meta.get("model_version")})
+        return marker
+
+    def latest_published_before(self, ds: str) -> dict | None:
+        """The last model published before `ds`: run_date, model_version, path, evaluation, model (its meta)."""
+        root = posixpath.dirname(self.path("1970-01-01"))
+        for day in reversed([d for d in io.partition_dates(root) if d < ds]):
+            path = self.path(day)
+            if io.exists(f"{path}/{PUBLISHED_MARKER}"):
+                meta = io.read_json(f"{path}/{MODEL_META}", {}) or {}
+                return {"run_date": day, "model_version": meta.get("model_version"), "path": path,
+                        "evaluation": io.read_json(f"{path}/{EVALUATION_FILE}"), "model": meta}
+        return None
+
+
+class Datasets:
+    """The datasets under one DATA_ROOT, by name. See the module docstring for who writes and reads each."""
+
+    def __init__(self, data_root: str):
+        layout = Layout(data_root)
+        self.layout = layout
+
+        def declare(name: str, path_of: Callable[[Layout, str], str], schema: str | None) -> PartitionedDataset:
+            return PartitionedDataset(name, layout, path_of, schema)
+
+        self.validated_events = declare("validated events", lambda lay, ds: lay.validated("events", ds), "events")
+        self.validated_catalog = declare("validated catalog", lambda lay, ds: lay.validated("catalog", ds), "catalog")
+        self.identity_map = declare("identity map", Layout.identity, "identity")
+        self.interactions = declare("interactions", Layout.interactions, "interactions")
+        self.persons = declare("persons", Layout.persons, "persons")
+        self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
+        self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")
+        self.candidates = declare("candidates", Layout.candidates, "candidates")
+        self.segment_lists = declare("segment lists", Layout.segments, "segments")
+        self.staged_lists = declare("staged lists", Layout.staged_recommendations, "recommendations")
+        self.published_lists = declare("published lists", Layout.recommendations, "recommendations")
+        self.models = ModelStore(layout)
+
+    def window_events(self, spark, run_date: str, window_days: int, columns: list[str] | None = None):
+        """Validated events of the `window_days` days ending on `run_date` (days without data are skipped)."""
+        days = [d for d in window(run_date, window_days) if self.validated_events.has_data(d)]
+        if not days:
+            raise FileNotFoundError(f"no validated events in the {window_days} days ending {run_date} "
+                                    f"under {self.layout.validated('events')}")
+        df = io.read_spark_parquet(spark, [self.validated_events.path(d) for d in days], "events")
+        return df.select(*columns) if columns else df
+
+    def write_report(self, ds: str, name: str, report: dict) -> str:
+        path = f"{self.layout.reports(ds)}/{name}"
+        io.write_json(path, report)
+        return path
