@@ -1,4 +1,6 @@
 """Known-answer tests for jobs.evaluation.splits: temporal, per-user and Recommenders-compatible splits."""
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,31 @@ def test_temporal_holdout__cutoff_day_goes_to_test():
     naive = df.assign(event_time=df["event_time"].dt.tz_localize(None))
     train, test = ev.temporal_holdout(naive, cutoff=pd.Timestamp("2026-03-01", tz="UTC"))
     assert train["person_id"].tolist() == ["a"]
+
+
+@pytest.mark.parametrize("run_date, holdout_days, first_test_day", [
+    ("2026-10-29", 7, dt.date(2026, 10, 23)),
+    ("2026-10-29", 1, dt.date(2026, 10, 29)),  # one day: the run date itself
+    ("2026-03-01", 2, dt.date(2026, 2, 28)),
+    ("2026-01-02", 3, dt.date(2025, 12, 31)),
+])
+def test_holdout_test_start__first_day_of_the_test_part(run_date, holdout_days, first_test_day):
+    assert ev.holdout_test_start(run_date, holdout_days) == first_test_day
+
+
+def test_holdout_test_start__train_before_its_midnight_utc_test_through_the_run_date():
+    times = pd.to_datetime(["2026-10-22 23:59:59", "2026-10-23 00:00:00", "2026-10-29 23:59:59"], utc=True)
+    df = pd.DataFrame({"person_id": ["a", "b", "c"], "event_time": times})
+    train, test = ev.temporal_holdout(df, cutoff=ev.holdout_test_start("2026-10-29", 7))
+    assert train["person_id"].tolist() == ["a"] and test["person_id"].tolist() == ["b", "c"]
+    test_days = test["event_time"].dt.date
+    assert (dt.date(2026, 10, 29) - test_days.min()).days + 1 == 7
+
+
+@pytest.mark.parametrize("holdout_days", [0, -1, True, 1.5])
+def test_holdout_test_start__needs_a_positive_whole_number_of_days(holdout_days):
+    with pytest.raises(ValueError, match="holdout_days must be a positive integer"):
+        ev.holdout_test_start("2026-10-29", holdout_days)
 
 
 def test_random_split_per_user__sizes_round_half_even_and_seeded():

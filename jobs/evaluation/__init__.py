@@ -12,7 +12,8 @@ from .baselines import popularity_recs, segment_popularity_recs
 from .metrics import (MapDenominator, RankedHits, catalog_coverage, evaluate_all, gini_exposure, hit_rate_at_k,
                       intra_list_diversity, map_at_k, mrr_at_k, ndcg_at_k, novelty, precision_at_k, ranked_hits,
                       recall_at_k, top_k)
-from .splits import StratifiedMethod, python_stratified_split, random_split_per_user, temporal_holdout
+from .splits import (StratifiedMethod, holdout_test_start, python_stratified_split, random_split_per_user,
+                     temporal_holdout)
 
 __all__ = [
     "CATEGORY_COL", "ITEM_COL", "RANK_COL", "SCORE_COL", "SEGMENT_COL", "TIME_COL", "USER_COL",
@@ -20,5 +21,6 @@ __all__ = [
     "MapDenominator", "RankedHits", "catalog_coverage", "evaluate_all", "gini_exposure", "hit_rate_at_k",
     "intra_list_diversity", "map_at_k", "mrr_at_k", "ndcg_at_k", "novelty", "precision_at_k", "ranked_hits",
     "recall_at_k", "top_k",
-    "StratifiedMethod", "python_stratified_split", "random_split_per_user", "temporal_holdout",
+    "StratifiedMethod", "holdout_test_start", "python_stratified_split", "random_split_per_user",
+    "temporal_holdout",
 ]

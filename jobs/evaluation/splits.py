@@ -1,9 +1,11 @@
 """Train/test splits: temporal holdout, per-user random split, and a Recommenders-compatible stratified split.
 
 Every split returns row subsets of its input (index and columns kept) and never modifies the input frame.
+`holdout_test_start` is the one definition of the nightly gate's holdout cutoff day.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 import numpy as np
@@ -24,6 +26,33 @@ def _round_half_even(x: np.ndarray) -> np.ndarray:
     # Python's round() and numpy's rint both round half to even (round(4.5) == 4); the reference
     # implementations use them, so the split sizes here must too.
     return np.rint(x).astype(np.int64)
+
+
+def holdout_test_start(run_date: str, holdout_days: int) -> dt.date:
+    """First day of the gate's temporal holdout test part: date(run_date) - (holdout_days - 1) days.
+
+    The one definition of the nightly holdout cutoff, shared by the interactions stage (Spark) and the
+    holdout loader (pandas). Train is everything before 00:00 UTC of the returned day; test is that day
+    through `run_date`, inclusive, i.e. the last `holdout_days` UTC days of the run. With
+    ``holdout_days=1`` the test part is the run date alone. E.g. run_date "2026-10-29", holdout_days 7
+    -> 2026-10-23 (test = 23..29 October). `temporal_holdout(df, cutoff=holdout_test_start(...))` splits
+    a pandas frame on it (a date cutoff is read as 00:00 UTC of that day).
+
+    Parameters
+    ----------
+    run_date : str
+        The run's date, ISO ``YYYY-MM-DD``.
+    holdout_days : int
+        Number of days in the test part, >= 1.
+
+    Returns
+    -------
+    datetime.date
+        The first test day.
+    """
+    if isinstance(holdout_days, bool) or not isinstance(holdout_days, (int, np.integer)) or holdout_days < 1:
+        raise ValueError(f"holdout_days must be a positive integer, got {holdout_days!r}")
+    return dt.date.fromisoformat(run_date) - dt.timedelta(days=int(holdout_days) - 1)
 
 
 def temporal_holdout(interactions: pd.DataFrame, *, cutoff, time_col: str = TIME_COL
