@@ -1,11 +1,11 @@
-"""Known-answer tests for jobs.evaluation: every expected value below is worked out by hand."""
+"""Known-answer tests for jobs.evaluation.metrics: every expected value below is worked out by hand."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import evaluation as ev
+from jobs.evaluation import metrics as ev
 
 L2 = math.log2
 
@@ -188,11 +188,6 @@ def test_metrics__equal_a_per_user_loop_on_random_data(seed):
     (lambda r, t: ev.evaluate_all(r, t, k=3, train=t.drop(columns="person_id")), "person_id"),
     (lambda r, t: ev.catalog_coverage(r.drop(columns="item_id"), ["i1"]), "item_id"),
     (lambda r, t: ev.intra_list_diversity(r, pd.DataFrame({"item_id": ["i1"]})), "category_path"),
-    (lambda r, t: ev.temporal_holdout(t, cutoff="2026-01-01"), "event_time"),
-    (lambda r, t: ev.python_stratified_split(t.drop(columns="item_id")), "item_id"),
-    (lambda r, t: ev.popularity_recs(t.drop(columns="item_id"), ["u1"], k=2), "item_id"),
-    (lambda r, t: ev.popularity_recs(t, ["u1"], k=2, exclude=t.drop(columns="person_id")), "person_id"),
-    (lambda r, t: ev.segment_popularity_recs(t, t, k=2), "segment"),
 ])
 def test_missing_column_raises_value_error_naming_it(recs, truth, call, column):
     with pytest.raises(ValueError, match=f"missing column '{column}'"):
@@ -208,8 +203,6 @@ def test_bad_values_raise_clear_errors(recs, truth):
         ev.precision_at_k(recs.assign(score=[np.nan] + [1.0] * (len(recs) - 1)), truth, k=3)
     with pytest.raises(ValueError, match="'person_id' has dtype int64 in recs but str in truth"):
         ev.precision_at_k(recs.assign(person_id=range(len(recs))), truth, k=3)
-    with pytest.raises(ValueError, match="ratio must be"):
-        ev.python_stratified_split(truth, ratio=1.0)
 
 
 # ------------------------------------------------------------------------------------------ beyond accuracy
@@ -262,152 +255,12 @@ def test_evaluate_all__beyond_accuracy_keys_on_the_top_k(recs, truth):
     assert set(result) >= {"gini_exposure", "catalog_coverage", "novelty", "intra_list_diversity"}
 
 
-# --------------------------------------------------------------------------------------------- splits
+def test_package_face_reexports_every_public_name_of_metrics():
+    # callers use `from jobs import evaluation as ev; ev.name(...)`: the face must keep exposing this module
+    from jobs import evaluation
 
-def test_temporal_holdout__cutoff_day_goes_to_test():
-    times = pd.to_datetime(["2026-02-28 23:59:59", "2026-03-01 00:00:00", "2026-03-02 12:00:00"], utc=True)
-    df = pd.DataFrame({"person_id": ["a", "b", "c"], "event_time": times})
-    train, test = ev.temporal_holdout(df, cutoff="2026-03-01")
-    assert train["person_id"].tolist() == ["a"] and test["person_id"].tolist() == ["b", "c"]
-    naive = df.assign(event_time=df["event_time"].dt.tz_localize(None))
-    train, test = ev.temporal_holdout(naive, cutoff=pd.Timestamp("2026-03-01", tz="UTC"))
-    assert train["person_id"].tolist() == ["a"]
-
-
-def test_random_split_per_user__sizes_round_half_even_and_seeded():
-    df = frame([("u1", f"i{i}") for i in range(4)] + [("u2", f"i{i}") for i in range(2)]
-               + [("u3", f"i{i}") for i in range(6)] + [("u4", "i0")])
-    train, test = ev.random_split_per_user(df, ratio=0.75, seed=7)
-    # 0.75 * n = 3, 1.5, 4.5, 0.75 -> 3, 2, 4, 1 in train
-    assert train.groupby("person_id").size().to_dict() == {"u1": 3, "u2": 2, "u3": 4, "u4": 1}
-    assert test.groupby("person_id").size().to_dict() == {"u1": 1, "u3": 2}
-    assert sorted(train.index.tolist() + test.index.tolist()) == list(range(len(df)))
-    again, _ = ev.random_split_per_user(df, ratio=0.75, seed=7)
-    assert again.index.tolist() == train.index.tolist()
-    assert any(ev.random_split_per_user(df, ratio=0.75, seed=s)[0].index.tolist() != train.index.tolist()
-               for s in range(10))
-
-
-def _upstream_per_group_sample(data, ratio, split_col, seed):
-    """Transcription of recommenders' pre-July-2022 `_do_stratification(is_random=True)` for one ratio:
-    groupby, `split_pandas_data_with_ratios(group, [ratio, 1 - ratio], shuffle=True, seed=seed)`."""
-    trains, tests = [], []
-    for _, group in data.groupby(split_col):
-        shuffled = group.sample(frac=1, random_state=seed)
-        cut = round(ratio * len(shuffled))  # np.split(data, [round(ratio * len(data))])
-        trains.append(shuffled.iloc[:cut])
-        tests.append(shuffled.iloc[cut:])
-    return pd.concat(trains), pd.concat(tests)
-
-
-def _upstream_global_random_rank(data, ratio, split_col, seed):
-    """Transcription of recommenders' current `_do_stratification(is_random=True)` for one ratio
-    (`np.random.seed(seed); np.random.rand(n)` is the same stream as `RandomState(seed).rand(n)`)."""
-    data = data.copy()
-    data["random"] = np.random.RandomState(seed).rand(data.shape[0])
-    data = data.sort_values([split_col, "random"])
-    groups = data.groupby(split_col)
-    data["count"] = groups[split_col].transform("count")
-    data["rank"] = groups.cumcount() + 1
-    data = data.drop("random", axis=1)
-    splits, prev = [], None
-    for threshold in np.cumsum([ratio, 1 - ratio]):
-        condition = data["rank"] <= round(threshold * data["count"])
-        if prev is not None:
-            condition &= data["rank"] > round(prev * data["count"])
-        splits.append(data[condition].drop(["rank", "count"], axis=1))
-        prev = threshold
-    return splits[0], splits[1]
-
-
-@pytest.fixture
-def interactions():
-    rng = np.random.default_rng(5)
-    n = 300
-    return pd.DataFrame({"person_id": [f"u{u:02d}" for u in rng.integers(0, 25, n)],
-                         "item_id": [f"i{i:02d}" for i in rng.zipf(1.6, n) % 40],
-                         "weight": np.arange(n, dtype=float)},
-                        index=pd.RangeIndex(1000, 1000 + n))
-
-
-@pytest.mark.parametrize("filter_by", ["item", "user"])
-@pytest.mark.parametrize("ratio, seed", [(0.75, 42), (0.5, 1), (0.8, 123)])
-@pytest.mark.parametrize("method, reference", [("per_group_sample", _upstream_per_group_sample),
-                                               ("global_random_rank", _upstream_global_random_rank)])
-def test_python_stratified_split__identical_to_upstream_row_for_row(interactions, filter_by, ratio, seed,
-                                                                      method, reference):
-    split_col = "person_id" if filter_by == "user" else "item_id"
-    train, test = ev.python_stratified_split(interactions, ratio=ratio, filter_by=filter_by, seed=seed,
-                                             method=method)
-    expected_train, expected_test = reference(interactions, ratio, split_col, seed)
-    pd.testing.assert_frame_equal(train, expected_train)
-    pd.testing.assert_frame_equal(test, expected_test)
-    assert list(interactions.columns) == ["person_id", "item_id", "weight"]  # input left untouched
-
-
-def test_python_stratified_split__known_small_example():
-    df = frame([("u", "A")] * 4 + [("u", "B")] * 2 + [("u", "C")] * 6 + [("u", "D")])
-    df["n"] = range(len(df))
-    train, test = ev.python_stratified_split(df, ratio=0.75, seed=42)
-    # per item: 0.75 * n = 3, 1.5, 4.5, 0.75 -> round half to even 3, 2, 4, 1 in train
-    assert train.groupby("item_id").size().to_dict() == {"A": 3, "B": 2, "C": 4, "D": 1}
-    assert test.groupby("item_id").size().to_dict() == {"A": 1, "C": 2}
-    # groups come out in key order; A's rows (frame order 0 1 2 3) shuffled by RandomState(42).permutation(4)
-    assert train["item_id"].tolist() == list("AAABBCCCCD")
-    permutation = np.random.RandomState(42).permutation(4).tolist()
-    assert train["n"].tolist()[:3] == permutation[:3] and test["n"].tolist()[0] == permutation[3]
-    again = ev.python_stratified_split(df, ratio=0.75, seed=42)
-    pd.testing.assert_frame_equal(again[0], train)
-
-
-def test_python_stratified_split__min_rating_drops_small_groups():
-    df = frame([("u", "A")] * 4 + [("u", "B")] * 2)
-    train, test = ev.python_stratified_split(df, ratio=0.5, min_rating=3)
-    assert set(train["item_id"]) | set(test["item_id"]) == {"A"} and len(train) == len(test) == 2
-
-
-# --------------------------------------------------------------------------------------------- baselines
-
-@pytest.fixture
-def shop():
-    # distinct users per item: a 3, b 2, c 1, d 1 (c and d tie: id order); u1 saw a and c
-    return pd.DataFrame({
-        "person_id": ["u1", "u2", "u3", "u2", "u3", "u1", "u2", "u3"],
-        "item_id": ["a", "a", "a", "b", "b", "c", "d", "d"],
-        "event_time": pd.to_datetime(["2026-01-01"] * 6 + ["2026-02-10", "2026-02-11"], utc=True),
-    }).iloc[:7]  # d once: its two rows would give it 2 users otherwise
-
-
-def test_popularity_recs__excludes_seen_and_returns_k_per_user(shop):
-    recs = ev.popularity_recs(shop, ["u1", "u9"], k=2, exclude=shop)
-    by_user = recs.groupby("person_id")["item_id"].apply(list).to_dict()
-    assert by_user == {"u1": ["b", "d"], "u9": ["a", "b"]}
-    assert recs["rank"].tolist() == [1, 2, 1, 2]
-    assert recs.loc[recs.person_id == "u9", "score"].tolist() == [3.0, 2.0]
-    seen = set(zip(shop.person_id, shop.item_id))
-    assert not seen & set(zip(recs.person_id, recs.item_id))
-
-
-def test_popularity_recs__since_counts_recent_interactions_only(shop):
-    recs = ev.popularity_recs(shop, pd.DataFrame({"person_id": ["u9"]}), k=3, since="2026-02-01")
-    # only d was touched since February; all-time popularity orders the rest
-    assert recs["item_id"].tolist() == ["d", "a", "b"]
-    assert recs["score"].is_monotonic_decreasing
-
-
-def test_popularity_recs__fewer_than_k_only_when_the_user_saw_everything(shop):
-    recs = ev.popularity_recs(shop, ["u2", "u1"], k=4, exclude=shop)
-    assert recs.groupby("person_id").size().to_dict() == {"u1": 2, "u2": 1}
-    assert recs["person_id"].tolist()[0] == "u2"  # order of `users` kept
-
-
-def test_segment_popularity_recs__segment_first_then_global(shop):
-    segments = pd.DataFrame({"person_id": ["u1", "u2", "u3", "n1", "n2"],
-                             "segment": ["S", "T", "T", "S", None]})
-    recs = ev.segment_popularity_recs(shop, segments, k=3, exclude=shop)
-    by_user = recs.groupby("person_id")["item_id"].apply(list).to_dict()
-    # segment S (u1) touched a and c; T (u2, u3) touched a, b, d (a 2 users, b 2, d 1)
-    assert by_user["n1"] == ["a", "c", "b"]  # S's items (a, c: tie on 1 user, global breaks it), then global
-    assert by_user["u1"] == ["b", "d"]  # everything else u1 has not seen, by global popularity
-    assert by_user["n2"] == ["a", "b", "c"]  # no segment: global list (c before d: id order)
-    assert recs.loc[recs.person_id == "n1", "score"].is_monotonic_decreasing
+    public = [name for name, value in vars(ev).items()
+              if not name.startswith("_") and getattr(value, "__module__", None) == ev.__name__]
+    assert public
+    for name in public:
+        assert name in evaluation.__all__ and getattr(evaluation, name) is getattr(ev, name), name
