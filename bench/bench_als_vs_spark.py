@@ -1,4 +1,4 @@
-"""ALS training time: implicit (as `jobs.stages.train.train_als`) vs Spark MLlib's ALS (implicitPrefs=True), same data,
+"""ALS training time: implicit (as `jobs.models.mf.MFModel.fit`) vs Spark MLlib's ALS (implicitPrefs=True), same data,
 rank and iterations, in one process; plus each model's NDCG@10 on the same holdout as a sanity check.
 
 Data (default): the Online Retail purchase matrix the pipeline would train on for 2011-11-08 (customers and
@@ -70,13 +70,12 @@ def ndcg(user_vecs, item_vecs, matrix, persons, items, truth) -> float:
     return ndcg_at_k(recs, truth, k=K)
 
 
-def time_implicit(matrix, als, seed: int):
-    from jobs.stages.train import train_als
+def time_implicit(interactions, als, seed: int):
+    from jobs.models.mf import MFModel
 
     started = time.perf_counter()
-    user_vecs, item_vecs = train_als(matrix, factors=als.factors, regularization=als.regularization,
-                                     alpha=als.alpha, iterations=als.iterations, threads=als.threads, seed=seed)
-    return time.perf_counter() - started, user_vecs, item_vecs
+    model = MFModel.fit(interactions, als, seed=seed)
+    return time.perf_counter() - started, model.persons.vectors, model.items.vectors
 
 
 def time_spark(spark, matrix, als, *, reg: float, seed: int):
@@ -123,7 +122,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.stages.train import to_csr
+    from jobs.models.mf import InteractionMatrix
 
     cfg = load_config(args.conf, overrides=args.set)
     rank, iterations = (16, 3) if args.quick else (args.rank, args.iterations)
@@ -135,8 +134,9 @@ def main(argv=None) -> int:
         train, truth = retail_matrix(args.source, cfg, cut="2011-11-08", test_end="2011-12-09")
         data = ("Online Retail up to 2011-11-08, customers + guest invoices, half-life "
                 f"{cfg.interactions.half_life_days:g} d; holdout: new products 2011-11-09..12-09")
-    matrix, persons, items = to_csr(train["person_id"].to_numpy(), train["item_id"].to_numpy(),
-                                    train["weight"].to_numpy())
+    interactions = InteractionMatrix.from_pairs(train["person_id"].to_numpy(), train["item_id"].to_numpy(),
+                                                train["weight"].to_numpy())
+    matrix, persons, items = interactions.matrix, interactions.person_ids, interactions.item_ids
     spark_reg = args.spark_reg if args.spark_reg is not None else als.regularization / (matrix.nnz / matrix.shape[0])
     print(f"{matrix.shape[0]:,} persons x {matrix.shape[1]:,} items, {matrix.nnz:,} non-zeros; rank {rank}, "
           f"{iterations} iterations; implicit reg {als.regularization:g}, Spark regParam {spark_reg:.4g}, "
@@ -145,11 +145,11 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     spark = spark_session(cfg.spark, app_name="recs-bench-als")
     spark.range(1000).selectExpr("sum(id)").collect()  # warm-up: JVM start and first job not timed
-    first, user_vecs, item_vecs = time_implicit(matrix, als, cfg.seed)
+    first, user_vecs, item_vecs = time_implicit(interactions, als, cfg.seed)
     implicit_ndcg = ndcg(user_vecs, item_vecs, matrix, persons, items, truth)
     convert, fit, s_users, s_items = time_spark(spark, matrix, als, reg=spark_reg, seed=cfg.seed)
     spark_ndcg = ndcg(s_users, s_items, matrix, persons, items, truth)
-    second, *_ = time_implicit(matrix, als, cfg.seed)
+    second, *_ = time_implicit(interactions, als, cfg.seed)
     spark.stop()
 
     implicit_s = statistics.mean([first, second])

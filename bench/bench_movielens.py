@@ -144,20 +144,21 @@ def exact_top_k(user_vectors, item_vectors, *, exclude_rows, exclude_cols, k: in
 
 
 def als_recs(train, users, *, als, seed: int, k: int, weight_col: str | None = None):
-    """Plain implicit ALS (`jobs.stages.train.train_als`) on (person_id, item_id[, weight]) rows; top k unseen items.
+    """Plain implicit ALS (`jobs.models.mf.MFModel`) on (person_id, item_id[, weight]) rows; top k unseen items.
 
     Returns the recs frame (person_id, item_id, rank) for `users` that appear in train, and the fit seconds.
     """
     import numpy as np
     import pandas as pd
 
-    from jobs.stages.train import to_csr, train_als
+    from jobs.models.mf import InteractionMatrix, MFModel
 
     weights = train[weight_col].to_numpy(dtype="float64") if weight_col else np.ones(len(train))
-    matrix, persons, items = to_csr(train["person_id"].to_numpy(), train["item_id"].to_numpy(), weights)
+    data = InteractionMatrix.from_pairs(train["person_id"].to_numpy(), train["item_id"].to_numpy(), weights)
+    matrix, persons, items = data.matrix, data.person_ids, data.item_ids
     started = time.perf_counter()
-    user_vecs, item_vecs = train_als(matrix, factors=als.factors, regularization=als.regularization,
-                                     alpha=als.alpha, iterations=als.iterations, threads=als.threads, seed=seed)
+    model = MFModel.fit(data, als, seed=seed)
+    user_vecs, item_vecs = model.persons.vectors, model.items.vectors
     fit_seconds = time.perf_counter() - started
     wanted = np.flatnonzero(pd.Index(persons).isin(pd.Index(users)))
     sub = matrix[wanted].tocoo()
@@ -166,14 +167,17 @@ def als_recs(train, users, *, als, seed: int, k: int, weight_col: str | None = N
     return recs, fit_seconds
 
 
-def factor_recs(model_dir: str, bought, *, k: int):
+def factor_recs(data_root: str, run_date: str, bought, *, k: int):
     """Top k by exact inner product from the pipeline's saved factors, excluding `bought` (person_id, item_id)
     pairs given in the pipeline's ids. Isolates the model from retrieval and ranking."""
     import pandas as pd
 
-    from jobs.stages.train import load_factors
+    from jobs.models.mf import MFModel
+    from jobs.storage.datasets import Datasets
 
-    persons, items, _ = load_factors(model_dir)
+    tables, _ = Datasets(data_root).models.read(run_date, ("persons", "items"))
+    model = MFModel.from_tables(tables)
+    persons, items = model.persons, model.items
     p_index, i_index = pd.Index(persons.ids), pd.Index(items.ids)
     rows, cols = p_index.get_indexer(bought["person_id"]), i_index.get_indexer(bought["item_id"])
     ok = (rows >= 0) & (cols >= 0)
@@ -318,7 +322,7 @@ def main(argv=None) -> int:
     n_missing = len(set(users) - set(published["person_id"]))
     if not args.quick:
         bought = read_table(layout.interactions(run_date), ["person_id", "item_id", "purchased"])
-        exact = factor_recs(layout.model(run_date), bought[bought["purchased"]], k=K)
+        exact = factor_recs(layout.root, run_date, bought[bought["purchased"]], k=K)
         rows.append(metrics_row("pipeline: its ALS factors, exact top 10 (no retrieval, no ranking)",
                                 to_movie(person_lists(exact, identity, user_id_to_user=to_user,
                                                       subject_col="person_id")), truth, k=K))

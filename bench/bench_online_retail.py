@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     n_missing = len(set(users) - set(published["person_id"]))
     if not args.quick:
         inter = read_table(layout.interactions(args.cut), ["person_id", "item_id", "purchased"])
-        exact = factor_recs(layout.model(args.cut), inter[inter["purchased"]], k=K)
+        exact = factor_recs(layout.root, args.cut, inter[inter["purchased"]], k=K)
         rows.append(row("pipeline: its ALS factors, exact top 10 (no retrieval, no ranking)",
                         person_lists(exact, identity, user_id_to_user=same, subject_col="person_id"), truth))
         candidates = read_table(layout.candidates(args.cut))

@@ -108,8 +108,8 @@ def cmd_import_movielens(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from jobs.stages.gate import HoldoutMissingError
-    from jobs.models.tuning import tune
+    from jobs.evaluation.holdout import HoldoutMissingError
+    from jobs.evaluation.tuning import tune
 
     cfg = _config(args)
     try:

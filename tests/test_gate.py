@@ -1,106 +1,14 @@
-"""The model quality gate on a tiny, hand-made shop whose answer is known.
-
-The shop: 90 persons in 3 taste groups (person p is in group p % 3), 120 items (item i is in group i % 3).
-Each person bought 6 items of their own group and then, in the holdout days, 2 more of it; within a group,
-item popularity is skewed (1/rank). Segments (country, device_type) are independent of the groups. So a
-learned model finds the group and beats popularity (NDCG@5 about 0.27 vs 0.07), while random factors
-(ALS with 0 iterations keeps implicit's random init) do worse than popularity (about 0.02).
-"""
+"""The model gate stage (stage 5) on the known-answer shop of tests/known_shop.py."""
 import dataclasses
-import datetime as dt
 import json
 
-import numpy as np
-import pyarrow as pa
 import pytest
+from known_shop import PREVIOUS_DATE, RUN_DATE, broken, gate_cfg, publish_previous, write_shop
 
-from jobs.stages import gate, train
+from jobs.evaluation.holdout import HoldoutMissingError
+from jobs.stages import gate
 from jobs.storage import io
 from jobs.storage.layout import Layout
-
-RUN_DATE = "2026-03-10"
-PREVIOUS_DATE = "2026-03-09"
-CUTOFF = dt.datetime(2026, 3, 4, tzinfo=dt.UTC)  # start of D - 7 + 1 with holdout_days 7
-UNAVAILABLE = "i118"
-
-
-def shop_rows(n_persons=90, n_items=120, groups=3, per_person=6, seed=5):
-    rng = np.random.default_rng(seed)
-    train_rows, test_rows = [], []
-    for p in range(n_persons):
-        own = [i for i in range(n_items) if i % groups == p % groups]
-        weights = 1.0 / (np.arange(len(own)) + 1.0)
-        picked = rng.choice(own, size=per_person + 2, replace=False, p=weights / weights.sum())
-        for i in picked[:per_person]:
-            days_before = int(rng.integers(1, 60))
-            train_rows.append((f"p{p:03d}", f"i{i:03d}", 10.0, True, CUTOFF - dt.timedelta(days=days_before)))
-        test_rows += [(f"p{p:03d}", f"i{i:03d}") for i in picked[per_person:]]
-    return train_rows, test_rows, n_persons, n_items
-
-
-def write_shop(cfg, *, spark=None, run_date=RUN_DATE, test=True):
-    """Holdout (train, test), the night's interactions and model, catalog and persons for `run_date`."""
-    layout = Layout(cfg.data_root)
-    train_rows, test_rows, n_persons, n_items = shop_rows()
-    if spark is not None:  # as the interactions stage writes it (Spark's timestamps and _SUCCESS files)
-        from schemas import load
-
-        io.write_spark_parquet(spark.createDataFrame(train_rows, load("interactions").spark()),
-                               layout.holdout(run_date, "train"))
-    else:
-        io.write_arrow_parquet(pa.Table.from_pylist(
-            [dict(zip(["person_id", "item_id", "weight", "purchased", "last_time"], r)) for r in train_rows],
-            schema=_interactions_schema()), layout.holdout(run_date, "train"))
-    if test:
-        io.write_arrow_parquet(pa.table({"person_id": [r[0] for r in test_rows], "item_id": [r[1] for r in test_rows]}),
-                               layout.holdout(run_date, "test"))
-    else:  # an empty result as Spark may leave it: a folder with no data file
-        with io.atomic_dir(layout.holdout(run_date, "test")) as tmp:
-            fs, folder = io.fs_for(tmp)
-            fs.makedirs(folder, exist_ok=True)
-            fs.touch(f"{folder}/_SUCCESS")
-    # the night's interactions = the holdout train here; enough for the train stage to write a model
-    io.write_arrow_parquet(pa.Table.from_pylist(
-        [dict(zip(["person_id", "item_id", "weight", "purchased", "last_time"], r)) for r in train_rows],
-        schema=_interactions_schema()), layout.interactions(run_date))
-    items = [f"i{i:03d}" for i in range(n_items)]
-    io.write_arrow_parquet(pa.table({
-        "item_id": items, "title": items, "category_path": [f"Home > Kitchen > C{i % 4}" for i in range(n_items)],
-        "price": [1.0] * n_items, "is_available": [it != UNAVAILABLE for it in items]}),
-        layout.validated("catalog", run_date))
-    persons = [f"p{p:03d}" for p in range(n_persons)]
-    io.write_arrow_parquet(pa.table({
-        "person_id": persons, "country": ["DE" if (p // 2) % 2 else "FR" for p in range(n_persons)],
-        "device_type": [["ios", "android", None][(p // 3) % 3] for p in range(n_persons)]}),
-        layout.persons(run_date))
-    train.run(None, cfg, run_date)
-
-
-def _interactions_schema():
-    from schemas import load
-
-    return load("interactions").arrow()
-
-
-def gate_cfg(cfg, **gate_changes):
-    """Test-sized ALS and a k the tiny shop can fill."""
-    als = dataclasses.replace(cfg.als, factors=8, iterations=10, threads=1)
-    changes = {"k": 5, "min_test_persons": 10, **gate_changes}
-    return cfg.replace(als=als, gate=dataclasses.replace(cfg.gate, **changes))
-
-
-def broken(cfg):
-    """ALS that never iterates: implicit keeps its random initial factors."""
-    return cfg.replace(als=dataclasses.replace(cfg.als, iterations=0))
-
-
-def publish_previous(cfg, ndcg, *, k=5, run_date=PREVIOUS_DATE):
-    """A model published on an earlier night, with the figures its gate stored."""
-    path = Layout(cfg.data_root).model(run_date)
-    io.write_json(f"{path}/model.json", {"model_version": f"als-{run_date}-prev", "run_date": run_date,
-                                         "config": {"als": {"factors": 8, "iterations": 30}}})
-    io.write_json(f"{path}/evaluation.json", {"k": k, "metrics": {"model": {"ndcg_at_k": ndcg}}})
-    return gate.mark_published(cfg, run_date)
 
 
 def read_report(cfg):
@@ -202,61 +110,8 @@ def test_missing_holdout_says_which_stage_to_run(cfg):
     write_shop(cfg)
     fs, path = io.fs_for(Layout(cfg.data_root).holdout(RUN_DATE, "test"))
     fs.rm(path, recursive=True)
-    with pytest.raises(gate.HoldoutMissingError, match="interactions stage"):
+    with pytest.raises(HoldoutMissingError, match="interactions stage"):
         gate.run(None, cfg, RUN_DATE)
-
-
-# ------------------------------------------------------------------------------------------------ parts
-
-def test_model_recs_skip_bought_and_unavailable_items(cfg):
-    cfg = gate_cfg(cfg)
-    write_shop(cfg)
-    holdout = gate.load_holdout(cfg, RUN_DATE)
-    recs = gate.model_recs(holdout, factors=8, regularization=0.05, alpha=10.0, iterations=10, threads=1, seed=1,
-                           k=5, brute_force_below=1000)
-    assert recs.groupby("person_id").size().eq(5).all() and recs["person_id"].nunique() == 90
-    assert UNAVAILABLE not in set(recs["item_id"])
-    bought = set(zip(holdout.bought["person_id"], holdout.bought["item_id"]))
-    assert len(bought) == 90 * 6
-    assert not bought & set(zip(recs["person_id"], recs["item_id"]))
-    assert recs.groupby("person_id")["rank"].apply(list).map(lambda r: r == [1, 2, 3, 4, 5]).all()
-
-
-def test_sample_of_test_persons_is_seeded_and_capped(cfg):
-    cfg = gate_cfg(cfg, max_test_persons=7)
-    write_shop(cfg)
-    a, b = gate.load_holdout(cfg, RUN_DATE), gate.load_holdout(cfg, RUN_DATE)
-    assert len(a.persons) == 7 and list(a.persons) == list(b.persons)
-    assert set(a.test["person_id"]) == set(a.persons) and len(a.test) == 14
-    assert list(gate.load_holdout(cfg.replace(seed=cfg.seed + 1), RUN_DATE).persons) != list(a.persons)
-
-
-def test_segment_key_leaves_out_unknown_context():
-    import pandas as pd
-
-    persons = pd.DataFrame({"country": ["DE", None, "FR", None], "device_type": ["ios", "android", None, None]})
-    assert gate.segment_key(persons, ("country", "device_type")).tolist()[:3] == [
-        "country=DE/device_type=ios", "device_type=android", "country=FR"]
-    assert pd.isna(gate.segment_key(persons, ("country", "device_type")).iloc[3])
-
-
-def test_leaf_category_is_the_last_level():
-    import pandas as pd
-
-    assert gate.leaf_category(pd.Series(["Women > Shoes > Sneakers", "Toys"])).tolist() == ["Sneakers", "Toys"]
-
-
-def test_previous_is_the_latest_earlier_published_model(cfg):
-    layout = Layout(cfg.data_root)
-    for day in ("2026-03-05", "2026-03-07", "2026-03-08", "2026-03-12"):
-        io.write_json(f"{layout.model(day)}/model.json", {"model_version": f"v-{day}"})
-    for day in ("2026-03-05", "2026-03-07", "2026-03-12"):
-        gate.mark_published(cfg, day)
-    found = gate.find_previous(cfg, RUN_DATE)  # 03-08 is not published, 03-12 is later, 03-10 itself is excluded
-    assert (found["run_date"], found["model_version"], found["evaluation"]) == ("2026-03-07", "v-2026-03-07", None)
-    assert gate.find_previous(cfg, "2026-03-05") is None
-    with pytest.raises(FileNotFoundError, match="no model.json"):
-        gate.mark_published(cfg, "2026-03-01")
 
 
 # ------------------------------------------------------------------------------------------------ verdict

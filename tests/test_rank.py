@@ -1,16 +1,10 @@
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.segments import lookup_keys, segment_keys
 from jobs.stages.rank import assign_segments, assign_variant, rank_person_lists, segment_popularity
 from tests.conftest import rows
 
 pytestmark = pytest.mark.spark
-
-
-def test_segment_keys_most_specific_first():
-    assert segment_keys(("country", "device_type")) == [["country", "device_type"], ["country"], ["device_type"], []]
-    assert lookup_keys(("country", "device_type"), {"country": "DE", "device_type": None}) == ["country=DE", "global"]
 
 
 def test_segment_popularity_rolls_up_and_skips_small_segments(spark):

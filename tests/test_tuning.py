@@ -4,11 +4,12 @@ import time
 
 import pytest
 import yaml
-from test_gate import RUN_DATE, gate_cfg, write_shop
+from known_shop import RUN_DATE, gate_cfg, write_shop
 
 from jobs.config import load_config
-from jobs.stages.gate import HoldoutMissingError
-from jobs.models.tuning import SEARCH_SPACE, TUNED_KEYS, candidate_settings, tune
+from jobs.evaluation.holdout import HoldoutMissingError
+from jobs.evaluation.tuning import tune
+from jobs.models.tuning import SEARCH_SPACE, TUNED_KEYS, candidate_settings
 
 
 def test_tune_writes_a_loadable_config_with_the_best_trial(cfg, tmp_path):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from jobs.stages.retrieve import retrieve
-from jobs.stages.train import Factors, to_csr, train_als
+from jobs.models.als import Factors, to_csr, train_als
+from jobs.models.ann import top_n as retrieve
 
 
 def checker_board(n_persons=40, n_items=40):
@@ -88,7 +88,7 @@ def test_factors_round_trip_through_arrow():
 def test_cold_items_borrow_vectors_from_their_category_and_brand():
     import pandas as pd
 
-    from jobs.stages.retrieve import cold_item_vectors
+    from jobs.models.content import cold_item_vectors
 
     catalog = pd.DataFrame({
         "item_id": ["a", "b", "c", "new1", "new2", "new3", "gone"],
