@@ -68,6 +68,12 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class ActivityConfig:
+    max_events_per_id_day: int
+    max_weight_per_person_item: float
+
+
+@dataclass(frozen=True)
 class IdentityConfig:
     hub_max_accounts: int
     max_iterations: int
@@ -146,6 +152,7 @@ class RecsConfig:
     event_weights: EventWeights
     interactions: InteractionsConfig
     quality: QualityConfig
+    activity: ActivityConfig
     identity: IdentityConfig
     als: AlsConfig
     candidates: CandidatesConfig

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
-LOGICAL_TYPES = ("string", "int", "long", "double", "bool", "timestamp", "array<string>")
+LOGICAL_TYPES = ("string", "int", "long", "double", "bool", "date", "timestamp", "array<string>")
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,14 @@ class Schema:
         from pyspark.sql import types as T
 
         simple = {"string": T.StringType(), "int": T.IntegerType(), "long": T.LongType(), "double": T.DoubleType(),
-                  "bool": T.BooleanType(), "timestamp": T.TimestampType(),
+                  "bool": T.BooleanType(), "date": T.DateType(), "timestamp": T.TimestampType(),
                   "array<string>": T.ArrayType(T.StringType())}
         return T.StructType([T.StructField(f.name, simple[f.type], True) for f in self.fields])
 
     def arrow(self):
         import pyarrow as pa
 
-        simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64(), "bool": pa.bool_(),
+        simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "date": pa.date32(),
                   "timestamp": pa.timestamp("us", tz="UTC"), "array<string>": pa.list_(pa.string())}
         return pa.schema([pa.field(f.name, simple[f.type], nullable=True) for f in self.fields])
 

@@ -23,7 +23,7 @@ def test_weights_decay_and_returns_cancel_purchases(spark):
         (None, "a", "purchase", "2026-03-10 10:00:00", "FR", None),        # no person
         ("p2", "c", "add_to_cart", "2026-03-11 10:00:00", "FR", None),     # after the run date
     ])
-    out = build_interactions(events, run_date="2026-03-10", event_weights=W, half_life_days=30.0)
+    out = build_interactions(events, run_date="2026-03-10", event_weights=W, half_life_days=30.0, max_weight=100.0)
     got = {(r.person_id, r.item_id): (r.weight, r.purchased) for r in out.collect()}
     assert set(got) == {("p1", "a")}
     assert got[("p1", "a")][0] == pytest.approx(6.0, rel=1e-6) and got[("p1", "a")][1] is True
@@ -37,7 +37,7 @@ def test_holdout_split_tests_on_new_items_after_the_cutoff(spark):
         ("p1", "c", "product_view", "2026-03-10 10:00:00", "DE", "ios"),  # a view is not a test event
     ])
     train, test = holdout_split(events, run_date="2026-03-10", holdout_days=2, event_weights=W, half_life_days=30.0,
-                                test_event_types=("purchase", "add_to_cart"))
+                                max_weight=100.0, test_event_types=("purchase", "add_to_cart"))
     assert sorted((r.person_id, r.item_id) for r in train.collect()) == [("p1", "a")]
     assert sorted((r.person_id, r.item_id) for r in test.collect()) == [("p1", "b")]
 
@@ -48,3 +48,11 @@ def test_active_persons_keeps_latest_known_context(spark):
                         ("p2", None, "login", "2026-03-02 10:00:00", "FR", None)])
     got = {r.person_id: (r.country, r.device_type, r.events) for r in active_persons(events).collect()}
     assert got == {"p1": ("DE", "android", 2), "p2": ("FR", None, 1)}
+
+
+def test_one_person_cannot_make_one_item_weigh_without_bound(spark):
+    events = ev(spark, [("p1", "a", "purchase", "2026-03-10 23:59:59", "DE", "ios")] * 50
+                + [("p1", "b", "product_view", "2026-03-10 23:59:59", "DE", "ios")])
+    got = {r.item_id: r.weight for r in build_interactions(events, run_date="2026-03-10", event_weights=W,
+                                                          half_life_days=30.0, max_weight=25.0).collect()}
+    assert got["a"] == pytest.approx(25.0) and got["b"] == pytest.approx(1.0, rel=1e-3)

@@ -9,17 +9,32 @@ pytestmark = pytest.mark.spark
 
 def test_segment_popularity_rolls_up_and_skips_small_segments(spark):
     events = spark.createDataFrame(
-        [("purchase", "a", "DE", "ios")] * 3 + [("product_view", "b", "DE", "ios")] * 2
-        + [("product_view", "c", "FR", "desktop")] + [("purchase", "x", "DE", "ios")],
-        "event_type string, item_id string, country string, device_type string")
+        [("purchase", "a", f"c{n}", "DE", "ios") for n in range(3)] + [("product_view", "b", "c9", "DE", "ios")] * 2
+        + [("product_view", "c", "c9", "FR", "desktop")] + [("purchase", "x", "c9", "DE", "ios")],
+        "event_type string, item_id string, anonymous_id string, country string, device_type string"
+    ).withColumn("user_id", F.lit(None).cast("string"))
     available = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
     seg = segment_popularity(events, available, dimensions=("country", "device_type"),
-                             event_weights={"purchase": 10.0, "product_view": 1.0}, min_events=2, length=5)
+                             event_weights={"purchase": 10.0, "product_view": 1.0}, min_events=2, length=5,
+                             max_weight_per_person_item=100.0)
     got = rows(seg, "segment_key", "item_id", "pop_rank")
     assert ("global", "a", 1) in got and ("global", "b", 2) in got and ("global", "c", 3) in got
     assert ("country=DE/device_type=ios", "a", 1) in got
     assert not any(k.startswith("country=FR") for k, _, _ in got)  # 1 event < min_events
     assert not any(i == "x" for _, i, _ in got)                    # unavailable
+
+
+def test_one_cookie_flooding_an_item_cannot_top_the_global_list(spark):
+    # 3 shoppers bought `a`; one cookie viewed `z` 5,000 times
+    events = spark.createDataFrame(
+        [("purchase", "a", f"c{n}", None) for n in range(3)] + [("product_view", "z", "bot", None)] * 5000,
+        "event_type string, item_id string, anonymous_id string, user_id string"
+    ).withColumn("country", F.lit("DE")).withColumn("device_type", F.lit("ios"))
+    available = spark.createDataFrame([("a",), ("z",)], "item_id string")
+    seg = segment_popularity(events, available, dimensions=("country", "device_type"),
+                             event_weights={"purchase": 10.0, "product_view": 1.0}, min_events=1, length=5,
+                             max_weight_per_person_item=20.0)
+    assert rows(seg.where(F.col("segment_key") == "global"), "pop_rank", "item_id") == [(1, "a"), (2, "z")]
 
 
 def test_assign_segments_picks_most_specific_existing(spark):

@@ -17,15 +17,17 @@ from pyspark.sql import functions as F
 from jobs.config import RecsConfig
 from jobs.evaluation.splits import holdout_test_start
 from jobs.storage.datasets import Datasets
+from quality.activity import inhuman_ids, without_ids
 from schemas.vocabulary import ITEM_EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
 
 def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[str, float],
-                       half_life_days: float) -> DataFrame:
+                       half_life_days: float, max_weight: float) -> DataFrame:
     """Decay-weighted (person_id, item_id) confidence from events that carry a `person_id`. Pure: no I/O.
 
+    A pair's weight is capped at `max_weight`, so no one person can make one item weigh without bound.
     Returns columns person_id, item_id, weight (> 0), purchased (bool), last_time.
     """
     weighted = {t: w for t, w in event_weights.items() if t in ITEM_EVENT_TYPES and w != 0}
@@ -46,12 +48,13 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
                            .otherwise(0)).alias("net_purchases"),
                      F.max("event_time").alias("last_time")))
     return (per_pair.where(F.col("weight") > 0)
-            .select("person_id", "item_id", F.col("weight").cast("double"),
+            .select("person_id", "item_id", F.least(F.col("weight"), F.lit(float(max_weight))).cast("double").alias("weight"),
                     (F.col("net_purchases") > 0).alias("purchased"), "last_time"))
 
 
 def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_weights: dict[str, float],
-                  half_life_days: float, test_event_types: tuple[str, ...]) -> tuple[DataFrame, DataFrame]:
+                  half_life_days: float, max_weight: float, test_event_types: tuple[str, ...]
+                  ) -> tuple[DataFrame, DataFrame]:
     """(train interactions before the cutoff, test pairs on/after it) for the model gate. Pure.
 
     The cutoff is the start of `holdout_test_start(D, holdout_days)`. Test pairs are items a person acted on
@@ -63,7 +66,8 @@ def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_
     cutoff = F.to_timestamp(F.lit(f"{test_start} 00:00:00"))
     last_train_day = test_start - dt.timedelta(days=1)
     train = build_interactions(events.where(F.col("event_time") < cutoff), run_date=last_train_day.isoformat(),
-                               event_weights=event_weights, half_life_days=half_life_days)
+                               event_weights=event_weights, half_life_days=half_life_days,
+                               max_weight=max_weight)
     test = (events.where((F.col("event_time") >= cutoff) & F.col("person_id").isNotNull()
                          & F.col("item_id").isNotNull() & F.col("event_type").isin(*test_event_types))
             .select("person_id", "item_id").distinct()
@@ -90,23 +94,30 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     data = Datasets(cfg.data_root)
     events = data.window_events(spark, run_date, cfg.window_days, columns=[
         "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id", "country", "device_type"])
+    flagged = inhuman_ids(events, max_events_per_id_day=cfg.activity.max_events_per_id_day)
+    data.flagged_ids.write_spark(flagged.coalesce(1), run_date)
+    flagged = data.flagged_ids.read_spark(spark, run_date).cache()
+    events = without_ids(events, flagged)
     attributed = (stitch.attribute_events(events, stitch.load_state(spark, cfg, run_date))
                   .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
+    cap = cfg.activity.max_weight_per_person_item
     interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),
-                                      half_life_days=cfg.interactions.half_life_days)
+                                      half_life_days=cfg.interactions.half_life_days, max_weight=cap)
     out = data.interactions.write_spark(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"),
                                         run_date)
     data.persons.write_spark(active_persons(attributed).coalesce(1), run_date)
     if cfg.gate.enabled:
         train, test = holdout_split(attributed, run_date=run_date, holdout_days=cfg.gate.holdout_days,
                                     event_weights=cfg.event_weights.as_dict(),
-                                    half_life_days=cfg.interactions.half_life_days,
+                                    half_life_days=cfg.interactions.half_life_days, max_weight=cap,
                                     test_event_types=cfg.gate.test_event_types)
         data.holdout_train.write_spark(train.coalesce(cfg.spark.shuffle_partitions), run_date)
         data.holdout_test.write_spark(test.coalesce(1), run_date)
     attributed.unpersist()
+    flagged_counts = {r["id_type"]: r["n"] for r in flagged.groupBy("id_type").agg(F.count("*").alias("n")).collect()}
+    flagged.unpersist()
     written = data.interactions.read_spark(spark, run_date)
     stats = written.agg(F.count("*").alias("pairs"), F.countDistinct("person_id").alias("persons"),
                         F.countDistinct("item_id").alias("items"),
                         F.sum(F.col("purchased").cast("int")).alias("purchased_pairs")).first().asDict()
-    return {"path": out, **stats, "seconds": round(time.time() - started, 1)}
+    return {"path": out, **stats, "flagged_ids": flagged_counts, "seconds": round(time.time() - started, 1)}

@@ -22,6 +22,7 @@ from jobs.config import RecsConfig
 from jobs.segments import GLOBAL, key_column, segment_keys
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
+from quality.activity import without_ids
 from schemas import load
 from schemas.vocabulary import leaf_category_column
 
@@ -36,18 +37,25 @@ def _all_present(dims: list[str]):
 
 
 def segment_popularity(events: DataFrame, available_items: DataFrame, *, dimensions: tuple[str, ...],
-                       event_weights: dict[str, float], min_events: int, length: int) -> DataFrame:
+                       event_weights: dict[str, float], min_events: int, length: int,
+                       max_weight_per_person_item: float) -> DataFrame:
     """(segment_key, item_id, pop_score, pop_rank) for the top `length` available items of each segment.
 
+    What one shopper (their user_id, else their anonymous_id) adds to an item is capped at
+    `max_weight_per_person_item`, so one cookie sending thousands of events cannot lift an item up a list.
     Aggregates once to (dimensions..., item) and rolls that small table up to every segment key.
     """
     weight = F.lit(0.0)
     for t, w in sorted(event_weights.items()):
         if w > 0:
             weight = F.when(F.col("event_type") == t, F.lit(float(w))).otherwise(weight)
-    base = (events.where(F.col("item_id").isNotNull())
-            .groupBy(*dimensions, "item_id")
-            .agg(F.sum(weight).alias("w"), F.count("*").alias("n")).cache())
+    shopper = F.coalesce(F.concat(F.lit("u:"), "user_id"), F.concat(F.lit("a:"), "anonymous_id"))
+    per_shopper = (events.where(F.col("item_id").isNotNull())
+                   .groupBy(shopper.alias("shopper"), *dimensions, "item_id")
+                   .agg(F.least(F.sum(weight), F.lit(float(max_weight_per_person_item))).alias("w"),
+                        F.count("*").alias("n")))
+    base = (per_shopper.groupBy(*dimensions, "item_id")
+            .agg(F.sum("w").alias("w"), F.sum("n").alias("n")).cache())
     per_key = None
     for dims in segment_keys(dimensions):
         part = (base.where(_all_present(dims)).withColumn("segment_key", key_column(dims))
@@ -139,10 +147,13 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     available = catalog.where(F.col("is_available")).select("item_id")
     interactions = data.interactions.read_spark(spark, run_date)
     dims = tuple(cfg.segments.dimensions)
-    events = data.window_events(spark, run_date, cfg.window_days, columns=["event_type", "item_id", *dims])
+    events = data.window_events(spark, run_date, cfg.window_days,
+                                columns=["event_type", "item_id", "user_id", "anonymous_id", *dims])
+    events = without_ids(events, data.flagged_ids.read_spark(spark, run_date))
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
-                                       min_events=cfg.segments.min_events, length=2 * cfg.top_n)
+                                       min_events=cfg.segments.min_events, length=2 * cfg.top_n,
+                                       max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
     segment_items = data.segment_lists.read_spark(spark, run_date).cache()
     persons = data.persons.read_spark(spark, run_date)

@@ -13,6 +13,7 @@ dataset, the date and the path.
 | identity map         | stitch       | publish                         | identity                |
 | interactions         | interactions | train, retrieve, rank, publish  | interactions            |
 | persons              | interactions | rank, gate                      | persons                 |
+| flagged ids          | interactions | rank                            | flagged_ids             |
 | holdout train / test | interactions | gate, `recs tune`               | interactions / pairs    |
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
 | candidates           | retrieve     | rank                            | candidates              |
@@ -155,6 +156,7 @@ class Datasets:
         self.identity_map = declare("identity map", Layout.identity, "identity")
         self.interactions = declare("interactions", Layout.interactions, "interactions")
         self.persons = declare("persons", Layout.persons, "persons")
+        self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.pipeline("flagged_ids", ds), "flagged_ids")
         self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
         self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")
         self.candidates = declare("candidates", Layout.candidates, "candidates")

@@ -39,6 +39,10 @@ class Layout:
     def identity_state(self, ds: str) -> str:
         return self._p("state", "identity", f"dt={ds}")
 
+    def pipeline(self, dataset: str, ds: str) -> str:
+        """A pipeline-internal dataset partitioned by date: `<dataset>/dt=<ds>`."""
+        return self._p(dataset, f"dt={ds}")
+
     def interactions(self, ds: str) -> str:
         return self._p("interactions", f"dt={ds}")
 
