@@ -69,7 +69,7 @@ def session_events(rng: np.random.Generator, cat: Catalog, ppl: People, ident: I
     _rec_block(rng, cat, ppl, ident, s, views, day_weight, pieces)
     _search_or_category_page(rng, cat, ppl, s, views, pieces)
     pieces.add(views.sess, 100 + 10 * views.j, ET["product_view"], item=views.item)
-    order_ids = _cart_and_checkout(rng, market, cat, s, views, pieces)
+    order_ids = _cart_checkout_and_returns(rng, market, cat, s, views, pieces)
     login_step = _logins(rng, s, views, pieces)
     return pieces.sorted_arrays(), order_ids, login_step
 
@@ -128,7 +128,7 @@ def _search_or_category_page(rng: np.random.Generator, cat: Catalog, ppl: People
     pieces.add(catview, 50, ET["category_view"], cat=views.leaf[catview])
 
 
-def _cart_and_checkout(rng: np.random.Generator, market: Market, cat: Catalog, s: Sessions, views: Views,
+def _cart_checkout_and_returns(rng: np.random.Generator, market: Market, cat: Catalog, s: Sessions, views: Views,
                        pieces: Pieces) -> pa.Array:
     """The first view of an in-stock item may go to the cart; a session may convert; returns due today.
 
