@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from jobs.storage.layout import Layout, window
     from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.shop.generator import generate_shop
+    from jobs.shop import generate_shop
     from jobs.pipeline import STAGES, run_stage
 
     root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from jobs.storage.layout import Layout
     from jobs.spark import spark_session
     from jobs.config import load_config
-    from jobs.shop.generator import generate_shop
+    from jobs.shop import generate_shop
     from jobs.stages.validate import run as validate
 
     root = Path(args.work) / f"day-{args.users}x{args.items}-d{args.defect_rate}"

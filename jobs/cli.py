@@ -20,7 +20,7 @@ def _config(args):
 
 
 def cmd_generate_shop(args) -> int:
-    from jobs.shop.generator import generate_shop
+    from jobs.shop import generate_shop
 
     summary = generate_shop(args.data_root, start=args.start, days=args.days, users=args.users, items=args.items,
                             seed=args.seed, defect_rate=args.defect_rate, progress=True)

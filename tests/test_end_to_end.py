@@ -14,7 +14,7 @@ RUN_DATE = "2026-08-14"
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    from jobs.shop.generator import generate_shop
+    from jobs.shop import generate_shop
 
     root = tmp_path_factory.mktemp("shop")
     generate_shop(str(root), start=START, days=DAYS, users=400, items=120, seed=3, defect_rate=0.01)

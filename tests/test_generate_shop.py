@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from jobs.shop.generator import DEFECT_KINDS, TRUTH_SCHEMAS, generate_shop
+from jobs.shop import DEFECT_KINDS, TRUTH_SCHEMAS, generate_shop
 
 START, DAYS = "2026-03-01", 5
 SHOP = {"start": START, "days": DAYS, "users": 200, "items": 100, "seed": 3}
