@@ -55,7 +55,8 @@ class Schema:
     def arrow(self):
         import pyarrow as pa
 
-        simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64(), "bool": pa.bool_(), "date": pa.date32(),
+        simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64(),
+                  "bool": pa.bool_(), "date": pa.date32(),
                   "timestamp": pa.timestamp("us", tz="UTC"), "array<string>": pa.list_(pa.string())}
         return pa.schema([pa.field(f.name, simple[f.type], nullable=True) for f in self.fields])
 

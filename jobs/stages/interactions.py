@@ -48,7 +48,8 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
                            .otherwise(0)).alias("net_purchases"),
                      F.max("event_time").alias("last_time")))
     return (per_pair.where(F.col("weight") > 0)
-            .select("person_id", "item_id", F.least(F.col("weight"), F.lit(float(max_weight))).cast("double").alias("weight"),
+            .select("person_id", "item_id",
+                    F.least(F.col("weight"), F.lit(float(max_weight))).cast("double").alias("weight"),
                     (F.col("net_purchases") > 0).alias("purchased"), "last_time"))
 
 
