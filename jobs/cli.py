@@ -33,8 +33,13 @@ def _short(summary: dict) -> str:
     return json.dumps(keep, default=str)
 
 
+# `recs run` exit statuses, so a scheduler can tell the nights apart
+EXIT_PUBLISHED, EXIT_FAILED, EXIT_POPULARITY_FALLBACK, EXIT_REFUSED = 0, 1, 2, 3
+
+
 def cmd_run(args) -> int:
     from jobs.pipeline import run_all
+    from jobs.stages.gate import ModelGateError
 
     cfg = _config(args)
 
@@ -44,14 +49,22 @@ def cmd_run(args) -> int:
     print(f"recs run {args.date} on {cfg.data_root} (config {cfg.fingerprint()})", flush=True)
     try:
         summary = run_all(cfg, args.date, on_stage=progress)
+    except ModelGateError as exc:
+        print(f"run {args.date} REFUSED by the model gate: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except Exception as exc:
         print(f"run {args.date} FAILED: {exc}", file=sys.stderr)
         print("nothing was published; the previous lists stay live", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     pub = summary["stages"].get("publish", {})
     print(f"published {pub.get('recommendations')} (kv version {pub.get('kv_version')}) "
           f"in {summary['wall_seconds']:.0f}s")
-    return 0
+    if summary["status"] == "published_popularity_fallback":
+        fallback = summary["stages"]["gate"]["fallback"]
+        print(f"NOTE: the model did not beat popularity on the holdout; the {fallback['baseline']} lists were "
+              f"published instead (reports/dt={args.date}/gate.json says why)", file=sys.stderr)
+        return EXIT_POPULARITY_FALLBACK
+    return EXIT_PUBLISHED
 
 
 def cmd_stage(args) -> int:

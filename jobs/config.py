@@ -115,8 +115,7 @@ class GateConfig:
     max_test_persons: int
     # added by the gate stage (jobs/gate.py)
     min_test_persons: int
-    recent_popularity_days: int
-    allow_first_run: bool
+    popularity_windows_days: tuple[int, ...]
 
 
 @dataclass(frozen=True)

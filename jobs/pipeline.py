@@ -11,6 +11,7 @@ import logging
 import time
 import traceback
 
+from jobs.config import RecsConfig
 from jobs.stages import STAGES
 from jobs.storage import io
 from jobs.storage.layout import Layout
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 _MODULES = {name: f"jobs.stages.{name}" for name in STAGES}
 
 
-def run_stage(name: str, cfg, run_date: str, spark=None) -> dict:
+def run_stage(name: str, cfg: RecsConfig, run_date: str, spark=None) -> dict:
     """Runs one stage for `run_date` and records its summary. Builds a SparkSession if none is given."""
     if name not in _MODULES:
         raise ValueError(f"unknown stage {name!r}; stages: {list(STAGES)}")
@@ -38,8 +39,12 @@ def run_stage(name: str, cfg, run_date: str, spark=None) -> dict:
     return summary
 
 
-def run_all(cfg, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> dict:
-    """Runs every stage in order; on a failure records it in the run summary and re-raises."""
+def run_all(cfg: RecsConfig, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> dict:
+    """Runs every stage in order; on a failure records it in the run summary and re-raises.
+
+    `status`: `published` (the night's lists), `published_popularity_fallback` (the gate found the model below
+    popularity and published the best popularity baseline's lists), `completed` (no publish stage run).
+    """
     from jobs.spark import spark_session
 
     spark = spark or spark_session(cfg.spark, app_name=f"recs-nightly-{run_date}")
@@ -56,7 +61,10 @@ def run_all(cfg, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> 
             raise
         if on_stage:
             on_stage(name, summary["stages"][name])
-    summary.update(status="published" if "publish" in stages else "completed",
-                   wall_seconds=round(time.time() - started, 1))
+    fallback = (summary["stages"].get("gate") or {}).get("fallback")
+    status = "completed"
+    if "publish" in stages:
+        status = "published_popularity_fallback" if fallback else "published"
+    summary.update(status=status, wall_seconds=round(time.time() - started, 1))
     io.write_json(report, summary)
     return summary

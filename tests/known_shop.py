@@ -94,10 +94,10 @@ def broken(cfg):
     return cfg.replace(als=dataclasses.replace(cfg.als, iterations=0))
 
 
-def publish_previous(cfg, ndcg, *, k=5, run_date=PREVIOUS_DATE):
-    """A model published on an earlier night, with the figures its gate stored."""
+def publish_previous(cfg, *, iterations=30, run_date=PREVIOUS_DATE):
+    """A model published on an earlier night; the gate re-scores its recipe (its als settings) on tonight's
+    holdout. `iterations=0` makes that recipe useless (random factors)."""
     path = Layout(cfg.data_root).model(run_date)
     io.write_json(f"{path}/model.json", {"model_version": f"als-{run_date}-prev", "run_date": run_date,
-                                         "config": {"als": {"factors": 8, "iterations": 30}}})
-    io.write_json(f"{path}/evaluation.json", {"k": k, "metrics": {"model": {"ndcg_at_k": ndcg}}})
+                                         "config": {"als": {"factors": 8, "iterations": iterations}}})
     return Datasets(cfg.data_root).models.mark_published(run_date)

@@ -34,6 +34,23 @@ def table(path):
     return pq.read_table(path).to_pandas()
 
 
+@pytest.fixture
+def published_copy(dag_run, shop, tmp_path):
+    """A copy of the shop after the DAG's night, for a test that runs more nights on it: tests stand alone."""
+    import shutil
+
+    copy = tmp_path / "shop"
+    shutil.copytree(shop, copy)
+    return copy
+
+
+def run_cfg(root, *overrides):
+    from jobs.config import load_config
+
+    return load_config(data_root=str(root), overrides=["spark.master=local[1]", "spark.shuffle_partitions=1",
+                                                       *overrides])
+
+
 def test_dag_run_succeeds_with_every_stage(dag_run, shop):
     from airflow.utils.state import DagRunState
 
@@ -81,21 +98,19 @@ def test_identity_map_and_lookups(dag_run, shop):
     assert unknown["source"].startswith("segment:") and len(unknown["items"]) == 20
 
 
-def test_rerun_gives_identical_rows_and_keeps_previous_version(dag_run, shop, spark):
-    from jobs.config import load_config
-    from jobs.serving.kvstore import current
+def test_rerun_gives_identical_rows_and_keeps_previous_version(published_copy, spark):
     from jobs.pipeline import run_all
+    from jobs.serving.kvstore import current
 
-    layout = Layout(str(shop))
+    layout = Layout(str(published_copy))
     before = table(layout.recommendations(RUN_DATE)).sort_values(["subject_type", "subject_id", "rank"])
     first_version = current(layout.kv())["version"]
-    cfg = load_config(data_root=str(shop), overrides=["spark.master=local[1]", "spark.shuffle_partitions=1"])
-    summary = run_all(cfg, RUN_DATE, spark=spark)
+    summary = run_all(run_cfg(published_copy), RUN_DATE, spark=spark)
     assert summary["status"] == "published"
     after = table(layout.recommendations(RUN_DATE)).sort_values(["subject_type", "subject_id", "rank"])
     assert before.reset_index(drop=True).equals(after.reset_index(drop=True))
     assert current(layout.kv())["previous"] == first_version
-    report = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
+    report = json.loads((published_copy / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
     assert report["status"] == "published"
 
 
@@ -105,48 +120,74 @@ def _live(layout):
     return current(layout.kv())["version"]
 
 
-def test_broken_day_stops_before_publish_and_a_fixed_rerun_succeeds(dag_run, shop, spark):
+def test_broken_day_stops_before_publish_and_a_fixed_rerun_succeeds(published_copy, spark):
     """Issue #3: a file that is not Parquet stops the run at validation; yesterday's lists stay live."""
     import shutil
 
-    from jobs.config import load_config
     from jobs.pipeline import run_all
     from quality import QualityGateError
 
-    layout = Layout(str(shop))
+    layout = Layout(str(published_copy))
     live, lists_before = _live(layout), table(layout.recommendations(RUN_DATE))
-    raw_day = shop / "raw" / "events" / f"dt={RUN_DATE}"
-    backup = shop.parent / "events-backup"
+    raw_day = published_copy / "raw" / "events" / f"dt={RUN_DATE}"
+    backup = published_copy.parent / "events-backup"
     shutil.copytree(raw_day, backup)
     (raw_day / "part-00001.parquet").write_text("this is not parquet")
-    cfg = load_config(data_root=str(shop), overrides=["spark.master=local[1]", "spark.shuffle_partitions=1"])
-    try:
-        with pytest.raises(QualityGateError, match="part-00001.parquet"):
-            run_all(cfg, RUN_DATE, spark=spark)
-        assert _live(layout) == live
-        assert table(layout.recommendations(RUN_DATE)).equals(lists_before)
-        report = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
-        assert report["status"] == "failed" and report["failed_stage"] == "validate"
-    finally:
-        shutil.rmtree(raw_day)
-        shutil.copytree(backup, raw_day)
-    assert run_all(cfg, RUN_DATE, spark=spark, stages=("validate",))["status"] == "completed"
-
-
-def test_broken_model_is_refused_and_previous_lists_stay_live(dag_run, shop, spark):
-    """Issue #5: random factors (0 ALS iterations) fail the gate; nothing is published."""
-    from jobs.config import load_config
-    from jobs.stages.gate import ModelGateError
-    from jobs.pipeline import run_all
-
-    layout = Layout(str(shop))
-    live, lists_before = _live(layout), table(layout.recommendations(RUN_DATE))
-    cfg = load_config(data_root=str(shop), overrides=[
-        "spark.master=local[1]", "spark.shuffle_partitions=1", "als.iterations=0", "gate.allow_first_run=false",
-        "gate.min_test_persons=5"])
-    with pytest.raises(ModelGateError, match="NOT PUBLISHED"):
+    cfg = run_cfg(published_copy)
+    with pytest.raises(QualityGateError, match="part-00001.parquet"):
         run_all(cfg, RUN_DATE, spark=spark)
     assert _live(layout) == live
     assert table(layout.recommendations(RUN_DATE)).equals(lists_before)
-    gate = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "gate.json").read_text())
-    assert gate["verdict"] == "fail"
+    report = json.loads((published_copy / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
+    assert report["status"] == "failed" and report["failed_stage"] == "validate"
+    shutil.rmtree(raw_day)
+    shutil.copytree(backup, raw_day)
+    assert run_all(cfg, RUN_DATE, spark=spark, stages=("validate",))["status"] == "completed"
+
+
+def test_useless_model_on_a_first_night_publishes_popularity_lists(published_copy, spark):
+    """Issue #9: random factors (0 ALS iterations, pinned) on a night with no earlier published model: the
+    best popularity baseline's lists are published instead of the model's, and the report says why."""
+    from jobs.pipeline import run_all
+
+    layout = Layout(str(published_copy))
+    summary = run_all(run_cfg(published_copy, "als.iterations=0", "gate.min_test_persons=5"), RUN_DATE, spark=spark)
+    assert summary["status"] == "published_popularity_fallback"
+    gate = json.loads((published_copy / "reports" / f"dt={RUN_DATE}" / "gate.json").read_text())
+    assert (gate["verdict"], gate["rule"]) == ("fallback", "below_popularity")
+    assert gate["fallback"]["baseline"].startswith("popularity") and "published instead" in gate["reasons"][-1]
+    recs = table(layout.recommendations(RUN_DATE))
+    persons = recs[recs.subject_type == "person"]
+    assert set(persons.source) == {"popular"} and persons.model_version.str.startswith("popularity-").all()
+    assert persons.groupby("subject_id").size().eq(20).all()
+    assert not _published_marker(layout, RUN_DATE)  # the next night compares against the last real model
+
+
+def _published_marker(layout, day):
+    import os
+
+    return os.path.exists(f"{layout.model(day)}/PUBLISHED")
+
+
+def test_a_worse_model_is_refused_and_the_live_lists_stay(shop, spark, tmp_path):
+    """A model below popularity after a good night: the published lists' recipe still beats popularity on the
+    same holdout, so nothing is published and the previous lists stay live."""
+    import datetime as dt
+    import shutil
+
+    from jobs.pipeline import run_all
+    from jobs.stages.gate import ModelGateError
+
+    root = tmp_path / "shop"
+    shutil.copytree(shop / "raw", root / "raw")
+    day_before = (dt.date.fromisoformat(RUN_DATE) - dt.timedelta(days=1)).isoformat()
+    assert run_all(run_cfg(root, "gate.min_test_persons=5"), day_before, spark=spark)["status"] == "published"
+    layout = Layout(str(root))
+    live, lists_before = _live(layout), table(layout.recommendations(day_before))
+    with pytest.raises(ModelGateError, match="NOT PUBLISHED"):
+        run_all(run_cfg(root, "als.iterations=0", "gate.min_test_persons=5"), RUN_DATE, spark=spark)
+    assert _live(layout) == live
+    assert table(layout.recommendations(day_before)).equals(lists_before)
+    gate = json.loads((root / "reports" / f"dt={RUN_DATE}" / "gate.json").read_text())
+    assert (gate["verdict"], gate["rule"]) == ("fail", "previous_beats_popularity")
+    assert gate["metrics"]["previous_recipe"]["ndcg_at_k"] > gate["metrics"]["model"]["ndcg_at_k"]

@@ -10,7 +10,7 @@ from jobs.storage.datasets import Datasets
 def holdout_of(cfg):
     g = cfg.gate
     return load_holdout(Datasets(cfg.data_root), RUN_DATE, holdout_days=g.holdout_days,
-                        recent_popularity_days=g.recent_popularity_days, max_test_persons=g.max_test_persons,
+                        max_test_persons=g.max_test_persons,
                         segment_dimensions=cfg.segments.dimensions, seed=cfg.seed)
 
 

@@ -39,8 +39,6 @@ class Holdout:
         The night D.
     cutoff : pandas.Timestamp
         Start (UTC) of `holdout_test_start(D, holdout_days)`: train is before it, test on or after it.
-    recent_since : pandas.Timestamp
-        Start of the recent-popularity window (cutoff - recent_popularity_days).
     train : pandas.DataFrame
         Holdout train interactions: person_id, item_id, purchased, last_time.
     matrix : InteractionMatrix
@@ -63,7 +61,6 @@ class Holdout:
 
     run_date: str
     cutoff: pd.Timestamp
-    recent_since: pd.Timestamp
     train: pd.DataFrame
     matrix: InteractionMatrix
     persons: np.ndarray
@@ -82,8 +79,8 @@ def _require_not_null(table, columns: list[str], *, what: str) -> None:
             raise ValueError(f"{what}: field {col!r} is null in {n_null} of {table.num_rows} rows")
 
 
-def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, recent_popularity_days: int,
-                 max_test_persons: int, segment_dimensions: tuple[str, ...], seed: int) -> Holdout:
+def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_persons: int,
+                 segment_dimensions: tuple[str, ...], seed: int) -> Holdout:
     """Reads D's temporal holdout, catalog and persons, and draws the seeded sample of test persons.
 
     Raises
@@ -144,9 +141,9 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, recent_pop
               "test_persons": len(test_persons), "test_persons_without_history": n_cold,
               "evaluated_persons": len(warm), "evaluated_test_pairs": len(test),
               "catalog_items": len(catalog), "available_items": len(available)}
-    return Holdout(run_date=run_date, cutoff=cutoff, recent_since=cutoff - pd.Timedelta(days=recent_popularity_days),
-                   train=train, matrix=matrix, persons=warm, test=test, bought=bought, available_items=available,
-                   item_categories=item_categories, segments=segments, counts=counts)
+    return Holdout(run_date=run_date, cutoff=cutoff, train=train, matrix=matrix, persons=warm, test=test,
+                   bought=bought, available_items=available, item_categories=item_categories, segments=segments,
+                   counts=counts)
 
 
 def model_recs(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int) -> pd.DataFrame:
@@ -160,8 +157,9 @@ def model_recs(holdout: Holdout, settings, *, seed: int, k: int, brute_force_bel
     return recs.select(["person_id", "item_id", "score", "rank"]).to_pandas()
 
 
-def baseline_recs(holdout: Holdout, *, k: int) -> dict[str, pd.DataFrame]:
-    """The popularity baselines for the evaluated persons, with the model's exclusions.
+def baseline_recs(holdout: Holdout, *, k: int, windows_days: tuple[int, ...] = ()) -> dict[str, pd.DataFrame]:
+    """The popularity baselines for the evaluated persons, with the model's exclusions: `popularity_global`,
+    `popularity_recent_<N>d` for each N of `windows_days` (the N days before the cutoff), `popularity_segment`.
 
     Popularity is counted on available items only (an item's count does not depend on the others, so this
     equals filtering the ranked list), as distinct persons per item in the holdout train.
@@ -172,11 +170,11 @@ def baseline_recs(holdout: Holdout, *, k: int) -> dict[str, pd.DataFrame]:
         return {}
     pairs = train[["person_id", "item_id", "last_time"]]
     users = pd.Series(holdout.persons, dtype="object")
-    out = {
-        "popularity_global": popularity_recs(pairs, users, k=k, exclude=holdout.bought),
-        "popularity_recent": popularity_recs(pairs, users, k=k, exclude=holdout.bought,
-                                             since=holdout.recent_since, time_col="last_time"),
-    }
+    out = {"popularity_global": popularity_recs(pairs, users, k=k, exclude=holdout.bought)}
+    for days in windows_days:
+        out[f"popularity_recent_{days}d"] = popularity_recs(pairs, users, k=k, exclude=holdout.bought,
+                                                            since=holdout.cutoff - pd.Timedelta(days=days),
+                                                            time_col="last_time")
     # Every train person's segment counts towards its segment's popularity, so all of them are passed and
     # the lists are then cut to the evaluated persons.
     segment = segment_popularity_recs(pairs, holdout.segments, k=k, exclude=holdout.bought)

@@ -44,7 +44,7 @@ def tune(cfg: RecsConfig, run_date: str, *, budget_seconds: float, out_file: str
     space = space or SEARCH_SPACE
     gate = cfg.gate
     holdout = load_holdout(Datasets(cfg.data_root), run_date, holdout_days=gate.holdout_days,
-                           recent_popularity_days=gate.recent_popularity_days, max_test_persons=gate.max_test_persons,
+                           max_test_persons=gate.max_test_persons,
                            segment_dimensions=cfg.segments.dimensions, seed=cfg.seed)
     if len(holdout.persons) == 0 or holdout.matrix.nnz == 0:
         raise ValueError(f"holdout of {run_date} has no test person with train history "

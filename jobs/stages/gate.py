@@ -1,26 +1,29 @@
-"""Stage 5 of 8, gate: the model quality gate. A model that does worse than popularity, or much worse than the
-model that is live, is refused before anything is retrieved, ranked or published.
+"""Stage 5 of 8, gate: nothing worse than popularity, or much worse than the live lists, reaches the storefront.
 
-The gate measures the night's recipe, not the night's factors: it trains ALS with the same settings
-(`cfg.als`, `cfg.seed`) on the temporal holdout's train part (everything before the cutoff, written by the
-interactions stage), retrieves top-k with the same ScaNN retrieval the night uses (`jobs.stages.retrieve.retrieve`:
-available items only, items bought before the cutoff excluded) for a seeded sample of test persons, and
-scores what they then put in the cart or bought in the holdout days. The same persons get three popularity
-baselines (all-time, recent, per segment), with the same exclusions (`jobs.evaluation.holdout`).
+The gate measures recipes, not factors, on one holdout: it trains ALS with the night's settings (`cfg.als`,
+`cfg.seed`) on the temporal holdout's train part (everything before the cutoff, written by the interactions
+stage), retrieves top-k with the night's own retrieval (`jobs.models.mf.MFModel.recommend`: available items,
+nothing bought before the cutoff) for a seeded sample of test persons, and scores what they then put in the cart
+or bought. On the same holdout and persons it scores the popularity baselines (all-time, the last N days for
+each of `gate.popularity_windows_days`, per segment) and the recipe of the last published model (its settings
+from its model.json), so every figure is comparable (`jobs.evaluation.holdout`).
 
-Verdict (`decide`): pass when
+Verdict (`decide`), with required = best baseline's NDCG@k x (1 + gate.min_lift_over_popularity):
 
-    NDCG@k(model) >= max NDCG@k(popularity baselines) * (1 + gate.min_lift_over_popularity)
-    and NDCG@k(model) >= NDCG@k(previous published model) * (1 - gate.max_drop_vs_previous)
+| the night's model                          | previous recipe           | verdict    | what is published       |
+|--------------------------------------------|---------------------------|------------|-------------------------|
+| >= required, and >= previous x (1 - drop)  | any / none                | `pass`     | the night's lists       |
+| >= required, but < previous x (1 - drop)   | much better               | `fail`     | nothing: previous stays |
+| < required                                 | >= required               | `fail`     | nothing: previous stays |
+| < required                                 | < required, or none       | `fallback` | popularity lists        |
 
-where the previous published model is the latest earlier date whose model folder holds a `PUBLISHED` marker
-(written by the publish stage), with the figures of its own night (`evaluation.json`).
-Two rules let a model through without the checks, and the report names them: `too_little_data` (fewer than
-`gate.min_test_persons` evaluable test persons, e.g. the first days of a shop) and `first_run` (no model was
-ever published and `gate.allow_first_run`; a failed popularity check is then a warning).
+`fallback` is how a shop's first night, or a bad model, still gets lists no worse than "most popular": the
+retrieve and rank stages read the verdict and build the lists of the best baseline (its window, per segment or
+not), the publish stage publishes them without marking the model published, and `recs run` exits with status 2.
+Too few evaluable persons (`gate.min_test_persons`) cannot be judged: `pass` by rule `too_little_data`.
 
-Writes `models/dt=D/evaluation.json` (the figures) and `reports/dt=D/gate.json` (figures, thresholds,
-checks, verdict, reasons); on a refusal raises `ModelGateError` after writing both.
+Writes `models/dt=D/evaluation.json` (the figures) and `reports/dt=D/gate.json` (figures, thresholds, checks,
+verdict, reasons, fallback); on a refusal raises `ModelGateError` after writing both.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import dataclasses
 import logging
 import time
 
-from jobs.config import GateConfig, RecsConfig
+from jobs.config import AlsConfig, GateConfig, RecsConfig
 from jobs.evaluation.holdout import baseline_recs, evaluate, evaluate_settings, load_holdout
 from jobs.storage.datasets import Datasets
 from jobs.storage.io import json_ready
@@ -36,7 +39,8 @@ from jobs.storage.io import json_ready
 log = logging.getLogger(__name__)
 
 MODEL = "model"
-BASELINES = ("popularity_global", "popularity_recent", "popularity_segment")
+PREVIOUS = "previous_recipe"
+PASS, FAIL, FALLBACK, SKIPPED = "pass", "fail", "fallback", "skipped"
 
 
 class ModelGateError(RuntimeError):
@@ -66,41 +70,42 @@ def config_changes(previous_config: dict | None, cfg: RecsConfig) -> dict:
 
 # ------------------------------------------------------------------------------------------------ verdict
 
+def fallback_lists(baseline: str) -> dict:
+    """What the rank stage builds for a `fallback` night: the lists of baseline `baseline`."""
+    if baseline.startswith("popularity_recent_"):
+        return {"baseline": baseline, "window_days": int(baseline.removeprefix("popularity_recent_").rstrip("d")),
+                "per_segment": False}
+    return {"baseline": baseline, "window_days": None, "per_segment": baseline == "popularity_segment"}
+
+
 def decide(*, model: dict | None, baselines: dict[str, dict], previous: dict | None, gate: GateConfig, k: int,
            evaluated_persons: int) -> dict:
-    """The verdict from the figures. Pure.
+    """The verdict from figures measured on one holdout (see the module's table). Pure.
 
     Parameters
     ----------
-    model : dict or None
-        The model's metrics (`evaluate_all` keys); None when nothing could be evaluated.
+    model, previous : dict or None
+        Metrics (`evaluate_all` keys) of the night's recipe and of the last published recipe (None: none).
     baselines : dict
         Baseline name -> metrics.
-    previous : dict or None
-        The last published model (`ModelStore.latest_published_before`).
-    gate : GateConfig
-        Thresholds and rules.
-    k : int
-        The cut-off the figures are at.
-    evaluated_persons : int
-        Test persons the figures average over.
 
     Returns
     -------
     dict
-        ``verdict`` (``pass`` | ``fail``), ``rule`` (``checks``, ``first_run`` or ``too_little_data``),
-        ``checks`` (each with value, threshold, passed), ``reasons`` (why the verdict) and ``warnings``.
+        ``verdict`` (pass | fail | fallback), ``rule``, ``checks`` (each with value, threshold, passed),
+        ``reasons``, ``warnings`` and, for a fallback, ``fallback`` (`fallback_lists`).
     """
     checks: list[dict] = []
     warnings: list[str] = []
     if model is None or evaluated_persons < max(gate.min_test_persons, 1):
-        return {"verdict": "pass", "rule": "too_little_data", "checks": checks, "warnings": warnings,
+        return {"verdict": PASS, "rule": "too_little_data", "checks": checks, "warnings": warnings,
                 "reasons": [(f"only {evaluated_persons} test person(s) with history could be evaluated "
                              f"(gate.min_test_persons = {gate.min_test_persons}): too little data to judge, "
                              "the model is allowed through by rule")]}
     ndcg = model["ndcg_at_k"]
+    best_name, required = None, 0.0
     if baselines:
-        best_name = max(baselines, key=lambda name: baselines[name]["ndcg_at_k"])
+        best_name = max(baselines, key=lambda name: (baselines[name]["ndcg_at_k"], name))
         best = baselines[best_name]["ndcg_at_k"]
         required = best * (1 + gate.min_lift_over_popularity)
         ok = ndcg >= required
@@ -112,35 +117,31 @@ def decide(*, model: dict | None, baselines: dict[str, dict], previous: dict | N
                                  f"by {gate.min_lift_over_popularity:.0%}"})
     else:
         warnings.append("no popularity baseline could be computed (no train interaction on an available item)")
-
-    prev_eval = (previous or {}).get("evaluation") or {}
-    prev_model = (prev_eval.get("metrics") or {}).get(MODEL) or {}
-    if previous is not None and (prev_eval.get("k") != k or prev_model.get("ndcg_at_k") is None):
-        warnings.append(f"the previous published model ({previous['run_date']}, {previous['model_version']}) "
-                        f"has no NDCG@{k} in its evaluation.json: the drop-vs-previous check was not applied")
-    elif previous is not None:
-        prev_ndcg = float(prev_model["ndcg_at_k"])
+    if previous is not None:
+        prev_ndcg = previous["ndcg_at_k"]
         floor = prev_ndcg * (1 - gate.max_drop_vs_previous)
         ok = ndcg >= floor
         checks.append({"name": "drop_vs_previous", "metric": f"ndcg@{k}", "value": ndcg,
-                       "previous_run_date": previous["run_date"], "previous_model_version": previous["model_version"],
                        "previous_value": prev_ndcg, "max_drop": gate.max_drop_vs_previous, "required": floor,
                        "passed": bool(ok),
-                       "reason": f"NDCG@{k} {ndcg:.4f} {'>=' if ok else '<'} {floor:.4f} required: the previous "
-                                 f"published model ({previous['run_date']}, {previous['model_version']}) had "
-                                 f"{prev_ndcg:.4f} on its own holdout and the model may fall at most "
-                                 f"{gate.max_drop_vs_previous:.0%} below it"})
-
+                       "reason": f"NDCG@{k} {ndcg:.4f} {'>=' if ok else '<'} {floor:.4f} required: the recipe of "
+                                 f"the published lists scores {prev_ndcg:.4f} on the same holdout and the model "
+                                 f"may fall at most {gate.max_drop_vs_previous:.0%} below it"})
     reasons = [c["reason"] for c in checks]
-    failed = [c["reason"] for c in checks if not c["passed"]]
-    if previous is None and gate.allow_first_run:
-        if failed:
-            warnings.append("FIRST RUN BELOW THE BAR, published anyway: " + "; ".join(failed))
-        return {"verdict": "pass", "rule": "first_run", "checks": checks, "warnings": warnings,
-                "reasons": ["no model was published before this one (gate.allow_first_run = true): allowed through "
-                            "by rule" + (" although a check failed (see warnings)" if failed else ""), *reasons]}
-    return {"verdict": "fail" if failed else "pass", "rule": "checks", "checks": checks, "warnings": warnings,
-            "reasons": reasons}
+    failed = {c["name"] for c in checks if not c["passed"]}
+    if not failed:
+        return {"verdict": PASS, "rule": "checks", "checks": checks, "warnings": warnings, "reasons": reasons}
+    if "lift_over_popularity" not in failed:
+        return {"verdict": FAIL, "rule": "drop_vs_previous", "checks": checks, "warnings": warnings,
+                "reasons": reasons}
+    if previous is not None and previous["ndcg_at_k"] >= required:
+        return {"verdict": FAIL, "rule": "previous_beats_popularity", "checks": checks, "warnings": warnings,
+                "reasons": [*reasons, f"the published lists' recipe ({previous['ndcg_at_k']:.4f}) still beats "
+                                      f"popularity: they stay live"]}
+    return {"verdict": FALLBACK, "rule": "below_popularity", "checks": checks, "warnings": warnings,
+            "fallback": fallback_lists(best_name),
+            "reasons": [*reasons, f"neither the model nor the published lists' recipe beats popularity: the "
+                                  f"{best_name} lists are published instead"]}
 
 
 def refusal_message(report: dict) -> str:
@@ -155,10 +156,17 @@ def refusal_message(report: dict) -> str:
             + f"All figures: {report['report_path']}")
 
 
+def _previous_als(previous: dict, current: AlsConfig) -> AlsConfig:
+    """The last published model's ALS settings (from its model.json); missing keys as tonight's."""
+    stored = ((previous.get("model") or {}).get("config") or {}).get("als") or previous.get("model", {}).get("als") or {}
+    known = {f.name for f in dataclasses.fields(AlsConfig)}
+    return dataclasses.replace(current, **{k: v for k, v in stored.items() if k in known and k != "threads"})
+
+
 # ------------------------------------------------------------------------------------------------ stage
 
 def run(spark, cfg: RecsConfig, run_date: str) -> dict:
-    """Evaluates the night's ALS recipe on D's holdout, writes the figures and the verdict, refuses a bad model.
+    """Evaluates the night's recipe on D's holdout, writes the figures and the verdict, refuses a bad model.
 
     `spark` is not used (the holdout is bounded and read with pyarrow); it keeps the stage interface.
 
@@ -171,42 +179,47 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     data = Datasets(cfg.data_root)
     if not cfg.gate.enabled:
         note = "gate.enabled is false: the model was not evaluated and is not held back"
-        report_path = data.write_report(run_date, "gate.json", {"run_date": run_date, "verdict": "skipped",
+        report_path = data.write_report(run_date, "gate.json", {"run_date": run_date, "verdict": SKIPPED,
                                                                 "note": note})
         log.warning("gate for %s skipped: %s", run_date, note)
-        return {"verdict": "skipped", "note": note, "report": report_path}
+        return {"verdict": SKIPPED, "note": note, "report": report_path}
 
     meta = data.models.meta(run_date)
     gate, k = cfg.gate, cfg.gate.k
-    holdout = load_holdout(data, run_date, holdout_days=gate.holdout_days,
-                           recent_popularity_days=gate.recent_popularity_days, max_test_persons=gate.max_test_persons,
+    holdout = load_holdout(data, run_date, holdout_days=gate.holdout_days, max_test_persons=gate.max_test_persons,
                            segment_dimensions=cfg.segments.dimensions, seed=cfg.seed)
     n_eval = len(holdout.persons)
+    brute_force_below = cfg.candidates.scann_brute_force_below
+    previous = data.models.latest_published_before(run_date)
     metrics: dict[str, dict] = {}
     if n_eval > 0 and holdout.matrix.nnz > 0:
-        metrics[MODEL] = evaluate_settings(holdout, cfg.als, seed=cfg.seed, k=k,
-                                           brute_force_below=cfg.candidates.scann_brute_force_below)
-        for name, recs in baseline_recs(holdout, k=k).items():
+        metrics[MODEL] = evaluate_settings(holdout, cfg.als, seed=cfg.seed, k=k, brute_force_below=brute_force_below)
+        for name, recs in baseline_recs(holdout, k=k, windows_days=gate.popularity_windows_days).items():
             metrics[name] = evaluate(holdout, recs, k=k)
-    previous = data.models.latest_published_before(run_date)
-    decision = decide(model=metrics.get(MODEL), baselines={n: m for n, m in metrics.items() if n != MODEL},
-                      previous=previous, gate=gate, k=k, evaluated_persons=n_eval if MODEL in metrics else 0)
+        if previous is not None:
+            previous_als = _previous_als(previous, cfg.als)
+            metrics[PREVIOUS] = (metrics[MODEL] if previous_als == cfg.als else
+                                 evaluate_settings(holdout, previous_als, seed=cfg.seed, k=k,
+                                                   brute_force_below=brute_force_below))
+    baselines = {n: m for n, m in metrics.items() if n.startswith("popularity")}
+    decision = decide(model=metrics.get(MODEL), baselines=baselines, previous=metrics.get(PREVIOUS), gate=gate,
+                      k=k, evaluated_persons=n_eval if MODEL in metrics else 0)
 
     evaluation = json_ready({
         "run_date": run_date, "model_version": meta.get("model_version"), "k": k,
-        "cutoff": holdout.cutoff.isoformat(), "recent_since": holdout.recent_since.isoformat(),
+        "cutoff": holdout.cutoff.isoformat(),
         "holdout": holdout.counts, "als": dataclasses.asdict(cfg.als), "seed": cfg.seed, "metrics": metrics})
     data.models.write_evaluation(run_date, evaluation)
     report_path = f"{data.layout.reports(run_date)}/gate.json"
     report = json_ready({
         **evaluation,
         "verdict": decision["verdict"], "rule": decision["rule"], "reasons": decision["reasons"],
-        "warnings": decision["warnings"], "checks": decision["checks"],
+        "warnings": decision["warnings"], "checks": decision["checks"], "fallback": decision.get("fallback"),
         "thresholds": dataclasses.asdict(gate),
         "previous": None if previous is None else {
             "run_date": previous["run_date"], "model_version": previous["model_version"],
             "path": previous["path"],
-            "metrics": ((previous.get("evaluation") or {}).get("metrics") or {}).get(MODEL),
+            "metrics": metrics.get(PREVIOUS),
             "config_changes": config_changes(previous["model"].get("config"), cfg)},
         "report_path": report_path, "seconds": round(time.time() - started, 1)})
     data.write_report(run_date, "gate.json", report)
@@ -215,11 +228,11 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     summary = {"verdict": decision["verdict"], "rule": decision["rule"], "report": report_path,
                "model_version": meta.get("model_version"), "evaluated_persons": n_eval,
                "ndcg_at_k": (metrics.get(MODEL) or {}).get("ndcg_at_k"),
-               "best_baseline_ndcg_at_k": max((m["ndcg_at_k"] for n, m in metrics.items() if n != MODEL),
-                                              default=None),
+               "best_baseline_ndcg_at_k": max((m["ndcg_at_k"] for m in baselines.values()), default=None),
+               "fallback": decision.get("fallback"),
                "previous_run_date": previous["run_date"] if previous else None,
                "seconds": round(time.time() - started, 1)}
-    if decision["verdict"] == "fail":
+    if decision["verdict"] == FAIL:
         message = refusal_message(report)
         log.error(message)
         raise ModelGateError(message)

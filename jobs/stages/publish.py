@@ -46,7 +46,10 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
         redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta)
         redis_store.switch_current(cfg.export.redis_url, version, keep=keep)
     pointer = kvstore.switch_current(layout.kv(), version)
-    data.models.mark_published(run_date)  # the next night's gate compares against this model
-    return {"recommendations": data.published_lists.path(run_date), "kv_version": version,
+    fallback = data.gate_fallback(run_date)
+    if not fallback:  # the next night's gate compares against this model's recipe
+        data.models.mark_published(run_date)
+    return {"recommendations": data.published_lists.path(run_date), "lists": "popularity" if fallback else "model",
+            "kv_version": version,
             "kv_previous": pointer["previous"], "redis": bool(cfg.export.redis_url), "coverage": coverage,
             "seconds": round(time.time() - started, 1)}

@@ -92,7 +92,9 @@ def rank_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: 
     item_features: item_id, popularity (0..1), margin_rate (nullable), category (leaf).
     """
     person_seg = assign_segments(persons, segment_items, dimensions=dimensions)
-    popular = (person_seg.join(segment_items, "segment_key")
+    # the person's segment list, and the `global` one behind it: a small segment may not fill a list alone
+    with_global = person_seg.select("person_id", F.lit(GLOBAL).alias("segment_key")).unionByName(person_seg)
+    popular = (with_global.join(segment_items, "segment_key")
                .select("person_id", "item_id", F.lit(0.0).alias("relevance"), F.lit("popular").alias("source")))
     by_person = Window.partitionBy("person_id")
     lo, hi = F.min("score").over(by_person), F.max("score").over(by_person)
@@ -140,23 +142,41 @@ def assign_variant(subject_id, *, experiment_id: str, variants: tuple[str, ...])
     return arm
 
 
+FALLBACK_EXTRA_MAX = 100  # how far past top_n popular lists reach on a fallback night, for heavy buyers
+
+
+def _fill_length(interactions: DataFrame, top_n: int, fallback: bool) -> int:
+    """How many popular items each segment list holds. With the model, 2 x top_n (its candidates fill the
+    rest); on a fallback night popular items are all there is, so also as many as anyone bought (capped)."""
+    if not fallback:
+        return 2 * top_n
+    most_bought = (interactions.where(F.col("purchased")).groupBy("person_id").count()
+                   .agg(F.max("count")).first()[0]) or 0
+    return max(2 * top_n, top_n + min(int(most_bought), FALLBACK_EXTRA_MAX))
+
+
 def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     started = time.time()
     data = Datasets(cfg.data_root)
+    fallback = data.gate_fallback(run_date)
     catalog = data.validated_catalog.read_spark(spark, run_date)
     available = catalog.where(F.col("is_available")).select("item_id")
     interactions = data.interactions.read_spark(spark, run_date)
     dims = tuple(cfg.segments.dimensions)
-    events = data.window_events(spark, run_date, cfg.window_days,
+    window_days = (fallback or {}).get("window_days") or cfg.window_days
+    events = data.window_events(spark, run_date, min(window_days, cfg.window_days),
                                 columns=["event_type", "item_id", "user_id", "anonymous_id", *dims])
     events = without_ids(events, data.flagged_ids.read_spark(spark, run_date))
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
-                                       min_events=cfg.segments.min_events, length=2 * cfg.top_n,
+                                       min_events=cfg.segments.min_events,
+                                       length=_fill_length(interactions, cfg.top_n, fallback is not None),
                                        max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
     segment_items = data.segment_lists.read_spark(spark, run_date).cache()
     persons = data.persons.read_spark(spark, run_date)
+    if fallback and not fallback["per_segment"]:  # the global baseline: everyone gets the `global` list
+        persons = persons.select("person_id", *[F.lit(None).cast("string").alias(d) for d in dims])
     candidates = data.candidates.read_spark(spark, run_date)
     bought = interactions.where(F.col("purchased")).select("person_id", "item_id")
     r = cfg.rank
@@ -167,7 +187,8 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     segment_lists = segment_items.where(F.col("pop_rank") <= cfg.top_n).select(
         F.col("segment_key").alias("subject_id"), F.col("pop_rank").cast("int").alias("rank"), "item_id",
         F.col("pop_score").cast("double").alias("score"), F.lit("popular").alias("source"))
-    version = data.models.meta(run_date)["model_version"]
+    version = (f"popularity-{run_date}-{cfg.fingerprint()}" if fallback
+               else data.models.meta(run_date)["model_version"])
     lists = (person_lists.select(F.lit("person").alias("subject_type"), F.col("person_id").alias("subject_id"),
                                  "rank", "item_id", "score", "source")
              .unionByName(segment_lists.withColumn("subject_type", F.lit("segment")))
@@ -182,6 +203,7 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     stats = written.groupBy("subject_type").agg(F.countDistinct("subject_id").alias("lists"),
                                                 F.count("*").alias("rows")).collect()
     segment_items.unpersist()
-    return {"path": out, "model_version": version, "window_days": len(window(run_date, cfg.window_days)),
+    return {"path": out, "model_version": version, "fallback": fallback,
+            "window_days": len(window(run_date, cfg.window_days)),
             **{f"{r['subject_type']}_lists": r["lists"] for r in stats},
             **{f"{r['subject_type']}_rows": r["rows"] for r in stats}, "seconds": round(time.time() - started, 1)}

@@ -24,6 +24,13 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     """`spark` is unused: the search runs on this node."""
     started = time.time()
     data = Datasets(cfg.data_root)
+    fallback = data.gate_fallback(run_date)
+    if fallback:  # the gate judged the model below popularity: the rank stage publishes popularity lists
+        from schemas import load
+
+        out = data.candidates.write_arrow(load("candidates").arrow().empty_table(), run_date)
+        return {"path": out, "skipped": f"gate fallback to {fallback['baseline']}", "candidates": 0,
+                "seconds": round(time.time() - started, 1)}
     tables, meta = data.models.read(run_date, ("persons", "items"))
     model = MFModel.from_tables(tables)
     catalog = data.validated_catalog.read_arrow(run_date, ["item_id", "is_available", "category_path", "brand"])

@@ -174,6 +174,14 @@ class Datasets:
         df = io.read_spark_parquet(spark, [self.validated_events.path(d) for d in days], "events")
         return df.select(*columns) if columns else df
 
+    def read_report(self, ds: str, name: str) -> dict | None:
+        return io.read_json(f"{self.layout.reports(ds)}/{name}")
+
+    def gate_fallback(self, ds: str) -> dict | None:
+        """The gate's `fallback` for night `ds`: which popularity lists to publish instead of the model's, or None."""
+        report = self.read_report(ds, "gate.json") or {}
+        return report.get("fallback") if report.get("verdict") == "fallback" else None
+
     def write_report(self, ds: str, name: str, report: dict) -> str:
         path = f"{self.layout.reports(ds)}/{name}"
         io.write_json(path, report)
