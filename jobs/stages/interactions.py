@@ -96,13 +96,13 @@ def read_window_events(spark: SparkSession, cfg, run_date: str, columns: list[st
 
 
 def run(spark: SparkSession, cfg, run_date: str) -> dict:
-    from jobs.stages import stitch
+    from jobs.identity import attribute_events, load_state_nodes
 
     started = time.time()
     layout = Layout(cfg.data_root)
     events = read_window_events(spark, cfg, run_date, columns=[
         "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id", "country", "device_type"])
-    attributed = (stitch.attribute_events(events, stitch.load_state(spark, cfg, run_date))
+    attributed = (attribute_events(events, load_state_nodes(spark, layout, run_date))
                   .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
     interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),
                                       half_life_days=cfg.interactions.half_life_days)
