@@ -4,8 +4,9 @@ The identity graph
 ------------------
 Nodes are user_ids, anonymous_ids (cookies, app installs) and email_hashes. Links come from the events:
 anonymous_id-user_id (a login or any event carrying both), anonymous_id-email_hash and user_id-email_hash
-(the `email_hash` sent with a login). Every link keeps the day and time it was first seen and the time it
-was last seen; links and nodes accumulate from night to night in the identity state.
+(the `email_hash` sent with a login). Every link keeps the day and time it was first seen, the time it
+was last seen and its events, per day (`link_days`, so that a day read again replaces its own share) and
+summed (`links`); links and nodes accumulate from night to night in the identity state (`jobs.identity.state`).
 
 Guards against over-merging
 ---------------------------
@@ -51,6 +52,7 @@ go to which person in `jobs.identity.attribution`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
@@ -126,7 +128,7 @@ def require_columns(df: DataFrame, columns: tuple[str, ...], what: str) -> None:
 # ------------------------------------------------------------------------------------------- the core
 
 def _id_triples(events: DataFrame, run_date: str) -> DataFrame:
-    """The one pass over the events: (anonymous_id, user_id, email_hash) with first (dt, event_time), last
+    """The one pass over the events: per day `dt`, (anonymous_id, user_id, email_hash) with first and last
     event_time and count. Everything else is derived from this much smaller table. Days after `run_date`
     are ignored."""
     require_columns(events, EVENT_COLUMNS, "events")
@@ -136,35 +138,44 @@ def _id_triples(events: DataFrame, run_date: str) -> DataFrame:
                          & (day <= F.to_date(F.lit(run_date))))
             .select(blank_is_null("anonymous_id"), blank_is_null("user_id"), blank_is_null("email_hash"),
                     day.alias("dt"), "event_time")
-            .groupBy("anonymous_id", "user_id", "email_hash")
-            .agg(F.min(F.struct(F.col("dt").alias("first_dt"), F.col("event_time").alias("first_time"))).alias("f"),
-                 F.max("event_time").alias("last_time"), F.count(F.lit(1)).alias("events"))
-            .where(F.col("anonymous_id").isNotNull())
-            .select("anonymous_id", "user_id", "email_hash", "f.first_dt", "f.first_time", "last_time", "events"))
+            .groupBy("anonymous_id", "user_id", "email_hash", "dt")
+            .agg(F.min("event_time").alias("first_time"), F.max("event_time").alias("last_time"),
+                 F.count(F.lit(1)).alias("events"))
+            .where(F.col("anonymous_id").isNotNull()))
 
 
-def _new_links(triples: DataFrame) -> DataFrame:
-    """Links seen in these events, aggregated per (src, dst)."""
+def _day_links(triples: DataFrame) -> DataFrame:
+    """Each day's contribution to the links seen in these events, per (src, dst, dt) (`LINK_DAYS_DDL`)."""
     a, u, e = _key("a:", "anonymous_id"), _key("u:", "user_id"), _key("e:", "email_hash")
     pairs = F.array(F.struct(a.alias("src"), u.alias("dst")), F.struct(a.alias("src"), e.alias("dst")),
                     F.struct(u.alias("src"), e.alias("dst")))
     return (triples.where(F.col("user_id").isNotNull() | F.col("email_hash").isNotNull())
-            .select(F.explode(pairs).alias("p"), "first_dt", "first_time", "last_time", "events")
+            .select(F.explode(pairs).alias("p"), "dt", "first_time", "last_time", "events")
             .where(F.col("p.src").isNotNull() & F.col("p.dst").isNotNull())
-            .select("p.src", "p.dst", "first_dt", "first_time", "last_time", "events"))
+            .groupBy(F.col("p.src").alias("src"), F.col("p.dst").alias("dst"), "dt")
+            .agg(F.min("first_time").alias("first_time"), F.max("last_time").alias("last_time"),
+                 F.sum("events").alias("events")))
 
 
-def _merge_links(prior: DataFrame, new: DataFrame) -> DataFrame:
-    return (prior.select(*new.columns).unionByName(new).groupBy("src", "dst")
-            .agg(F.min(F.struct("first_dt", "first_time")).alias("f"), F.max("last_time").alias("last_time"),
-                 F.sum("events").alias("events"))
-            .select("src", "dst", "f.first_dt", "f.first_time", "last_time", "events"))
+def _replace_days(prior_link_days: DataFrame, new_link_days: DataFrame, days: DataFrame) -> DataFrame:
+    """The prior per-day contributions, those of `days` (column `dt`) replaced by tonight's: re-reading a day
+    replaces what it contributed, so nothing is counted twice."""
+    kept = prior_link_days.join(F.broadcast(days), "dt", "left_anti")
+    return kept.select(*new_link_days.columns).unionByName(new_link_days)
+
+
+def links_of(link_days: DataFrame) -> DataFrame:
+    """The accumulated links (`LINKS_DDL`) of per-day contributions: first day and time, last time, events."""
+    return (link_days.groupBy("src", "dst")
+            .agg(F.min(F.struct(F.col("dt").alias("first_dt"), "first_time")).alias("f"),
+                 F.max("last_time").alias("last_time"), F.sum("events").alias("events"))
+            .select("src", "dst", "f.first_dt", "f.first_time", "last_time", F.col("events").cast("long")))
 
 
 def _seen_nodes(triples: DataFrame, links: DataFrame, prior_nodes: DataFrame) -> DataFrame:
     """node, first_dt, first_time, last_time for every node, prior and new."""
-    anonymous = triples.select(F.concat(F.lit("a:"), F.col("anonymous_id")).alias("node"), "first_dt", "first_time",
-                               "last_time")
+    anonymous = triples.select(F.concat(F.lit("a:"), F.col("anonymous_id")).alias("node"), F.col("dt").alias("first_dt"),
+                               "first_time", "last_time")
     # Every user_id and email_hash arrives on an event with an anonymous_id: its a-links say when.
     accounts = (links.where(F.col("src").startswith("a:"))
                 .select(F.col("dst").alias("node"), "first_dt", "first_time", "last_time"))
@@ -176,7 +187,7 @@ def _seen_nodes(triples: DataFrame, links: DataFrame, prior_nodes: DataFrame) ->
 
 
 def stitch(events: DataFrame, prior_state: IdentityState | None, settings: IdentityConfig, *,
-           run_date: str) -> StitchResult:
+           run_date: str, days: Iterable[str] | None = None) -> StitchResult:
     """One night of identity stitching: prior state + new events -> new state and identity map.
 
     Pure apart from Spark actions (counts, local checkpoints): reads and writes nothing.
@@ -184,9 +195,12 @@ def stitch(events: DataFrame, prior_state: IdentityState | None, settings: Ident
     Parameters
     ----------
     events : DataFrame
-        The new validated events (at least anonymous_id, user_id, email_hash, event_time; other columns are
-        ignored). An optional `dt` column (the partition day) orders first sightings; without it the UTC day
-        of event_time is used. Rows of days after `run_date` are ignored.
+        The validated events of the days read tonight (at least anonymous_id, user_id, email_hash, event_time;
+        other columns are ignored), each day in full. An optional `dt` column (the partition day) orders first
+        sightings; without it the UTC day of event_time is used. Rows of days after `run_date` are ignored.
+        A day present here replaces that day's earlier contribution to the links (`link_days`): a late day
+        read again is not counted twice. First and last sightings of nodes are minimum and maximum, which a
+        repeated read leaves unchanged.
     prior_state : IdentityState or None
         The latest earlier night's state; None on a first run.
     settings : IdentityConfig
@@ -196,6 +210,9 @@ def stitch(events: DataFrame, prior_state: IdentityState | None, settings: Ident
         rounds allowed).
     run_date : str
         The night, ISO date: stamps new persons and merges.
+    days : iterable of str, optional
+        The days `events` holds in full, when a day may have no events left (a re-delivery that emptied it):
+        their earlier contributions are replaced too. Days present in `events` always are.
 
     Returns
     -------
@@ -208,7 +225,11 @@ def stitch(events: DataFrame, prior_state: IdentityState | None, settings: Ident
     night = F.to_date(F.lit(run_date))
 
     triples = checkpoint(_id_triples(events, run_date))
-    links = checkpoint(_merge_links(prior.links, _new_links(triples)))
+    read_days = triples.select("dt").unionByName(
+        spark.createDataFrame([(d,) for d in days or () if d <= run_date], "dt string")
+        .select(F.to_date("dt").alias("dt"))).distinct()
+    link_days = checkpoint(_replace_days(prior.link_days, _day_links(triples), read_days))
+    links = checkpoint(links_of(link_days))
     seen = _seen_nodes(triples, links, prior.nodes)
 
     # Email hubs: emails with too many accounts or devices link nobody.
@@ -307,7 +328,7 @@ def stitch(events: DataFrame, prior_state: IdentityState | None, settings: Ident
     persons = checkpoint(live_rows.unionByName(gone))
     merges_all = prior.merges.unionByName(merges_tonight)
 
-    state = IdentityState(nodes=nodes, links=links, persons=persons, merges=merges_all)
+    state = IdentityState(nodes=nodes, links=links, persons=persons, merges=merges_all, link_days=link_days)
     stats = _stats(state, run_date=run_date, iterations=iterations)
     return StitchResult(identity_map=identity_map(nodes), state=state, merges=merges_tonight, stats=stats)
 

@@ -1,9 +1,24 @@
 """The identity state carried from night to night, and the reads and writes of stitching.
 
-`state/identity/dt=D/` holds `nodes/`, `links/`, `persons/`, `merges/` (cumulative) and `days.json` (the
-validated days it has consumed). Night D starts from the latest earlier state and adds every validated day
-<= D that the state has not consumed: the days after it, and a late partition validated since. With no
-earlier state it reads every validated day <= D. Days after D are never read.
+Which days a night reads
+------------------------
+`state/identity/dt=D/` holds `nodes/`, `links/`, `link_days/`, `persons/`, `merges/` (cumulative) and
+`days.json`: every validated day it has consumed, with the `fingerprint` of the validated day it read (from
+the marker `_recs_validated.json` that the validate stage writes into `validated/events/dt=d/`). Night D
+starts from the latest earlier state and reads, in full, every validated day <= D that
+
+* the state has not consumed (the days after it, a day validated late), or
+* the state consumed with a fingerprint that differs from the day's marker now: the day was validated again
+  since (a late partition: more raw files for an old day arrived, so validate re-validated it). Its new
+  logins are stitched and its new people get lists.
+
+A day read again replaces its earlier contribution: `link_days/` keeps each link's events, first and last
+time per day, so the day's rows are swapped for tonight's and `links/` (their sum per link) counts nothing
+twice; a node's first and last sighting are a minimum and a maximum, which a repeated read leaves as they
+were. A day consumed with an unknown fingerprint (a state of an older format, whose `days.json` is a plain
+list of days, or a validated folder without a marker) stays consumed, as before, and an older state without
+`link_days/` gets each link's whole history on its first day, which is never read again. With no earlier
+state a night reads every validated day <= D. Days after D are never read.
 
 Everything here goes through `jobs.storage.io` and `jobs.storage.layout.Layout`, so a URI root works too.
 """
@@ -24,8 +39,12 @@ LINKS_DDL = "src string, dst string, first_dt date, first_time timestamp, last_t
 PERSONS_DDL = ("person_id string, anchor string, anchor_first_dt date, anchor_first_time timestamp, "
                "created_dt date, status string, members long, merged_into string, merged_dt date")
 MERGES_DDL = "merged_person_id string, person_id string, dt date"
-STATE_TABLES = ("nodes", "links", "persons", "merges")
-_DDLS = dict(zip(STATE_TABLES, (NODES_DDL, LINKS_DDL, PERSONS_DDL, MERGES_DDL)))
+LINK_DAYS_DDL = "src string, dst string, dt date, first_time timestamp, last_time timestamp, events long"
+STATE_TABLES = ("nodes", "links", "persons", "merges", "link_days")
+_DDLS = dict(zip(STATE_TABLES, (NODES_DDL, LINKS_DDL, PERSONS_DDL, MERGES_DDL, LINK_DAYS_DDL)))
+
+VALIDATED_MARKER = "_recs_validated.json"
+"""The marker the validate stage writes into each validated day (`jobs.stages.validate.MARKER`)."""
 
 STITCH_COLUMNS = ("anonymous_id", "user_id", "email_hash", "event_time", "session_id")
 """The event columns stitching reads (the validated events carry more)."""
@@ -43,18 +62,21 @@ class IdentityState:
         anonymous_id or email_hash), `person_id` (the graph component's person) and `map_person_id`
         (what the identity map publishes; null for hubs and emails).
     links : DataFrame
-        Accumulated links `src`-`dst` between node keys (`LINKS_DDL`).
+        Accumulated links `src`-`dst` between node keys (`LINKS_DDL`): the sum of `link_days` per link.
     persons : DataFrame
         Every person ever assigned (`PERSONS_DDL`): `status` live or merged, the anchor that fixes its id,
         and for merged ones `merged_into`, the live person their anchor belongs to now.
     merges : DataFrame
         Log of merges, never rewritten: merged_person_id -> person_id (the survivor then), dt.
+    link_days : DataFrame
+        Each consumed day's contribution to each link (`LINK_DAYS_DDL`): what a day read again replaces.
     """
 
     nodes: DataFrame
     links: DataFrame
     persons: DataFrame
     merges: DataFrame
+    link_days: DataFrame
 
     @classmethod
     def empty(cls, spark: SparkSession) -> IdentityState:
@@ -78,32 +100,70 @@ def latest_state_before(layout: Layout, run_date: str) -> str | None:
 
 
 def read_state(spark: SparkSession, path: str) -> IdentityState:
-    """Reads a persisted state folder (`Layout.identity_state(ds)`).
+    """Reads a persisted state folder (`Layout.identity_state(ds)`); one without `link_days/` (an older
+    format) gets each link's whole history as a contribution of its first day.
 
     Raises
     ------
     FileNotFoundError
         When a table is missing (the folder is not a complete state).
     """
-    missing = [t for t in STATE_TABLES if not io.exists(f"{path}/{t}")]
+    missing = [t for t in STATE_TABLES if t != "link_days" and not io.exists(f"{path}/{t}")]
     if missing:
         raise FileNotFoundError(f"identity state at {path} is incomplete: no {missing}")
-    return IdentityState(*(spark.read.schema(_DDLS[t]).parquet(f"{path}/{t}") for t in STATE_TABLES))
+    tables = {t: spark.read.schema(_DDLS[t]).parquet(f"{path}/{t}") for t in STATE_TABLES
+              if t != "link_days" or io.exists(f"{path}/{t}")}
+    if "link_days" not in tables:
+        tables["link_days"] = tables["links"].select("src", "dst", F.col("first_dt").alias("dt"), "first_time",
+                                                     "last_time", "events")
+    return IdentityState(**tables)
 
 
-def read_consumed_days(path: str) -> list[str]:
-    """The validated days the state at `path` has consumed (`days.json`); none when it has no such file."""
-    return sorted(io.read_json(f"{path}/days.json", default=[]))
+def read_consumed_days(path: str) -> dict[str, str | None]:
+    """The validated days the state at `path` has consumed, each with the fingerprint it read (None: unknown).
+
+    `days.json` maps day -> fingerprint; a plain list (an older state) means consumed, fingerprint unknown.
+    No file: nothing consumed.
+    """
+    days = io.read_json(f"{path}/days.json", default={})
+    return dict(sorted(days.items())) if isinstance(days, dict) else {d: None for d in sorted(days)}
 
 
-def write_state(state: IdentityState, path: str, *, days: list[str], partitions: int) -> str:
-    """Writes all state tables and `days.json` into `path` at once (the folder is replaced whole)."""
+def validated_fingerprint(layout: Layout, day: str) -> str | None:
+    """The fingerprint in day `day`'s validated events marker; None when the folder has no marker."""
+    marker = io.read_json(posixpath.join(layout.validated("events", day), VALIDATED_MARKER))
+    return (marker or {}).get("fingerprint")
+
+
+def days_to_read(layout: Layout, run_date: str, consumed: dict[str, str | None]) -> dict[str, str | None]:
+    """The validated days <= `run_date` a night must read (module docstring), each with its fingerprint now.
+
+    A day is read when `consumed` lacks it, or holds a known fingerprint other than the day's marker's now
+    (a missing marker counts as other). A day consumed with an unknown fingerprint is not read again.
+    """
+    out = {}
+    for day in io.partition_dates(layout.validated("events")):
+        if day > run_date:
+            break
+        had = consumed.get(day)
+        if day in consumed and had is None:
+            continue
+        now = validated_fingerprint(layout, day)
+        if day not in consumed or now != had:
+            out[day] = now
+    return out
+
+
+def write_state(state: IdentityState, path: str, *, consumed: dict[str, str | None], partitions: int) -> str:
+    """Writes all state tables and `days.json` (`consumed`: day -> fingerprint read, None if unknown) into
+    `path` at once (the folder is replaced whole)."""
     with io.atomic_dir(path) as tmp:
         state.nodes.repartition(partitions, "node").write.parquet(f"{tmp}/nodes")
         state.links.repartition(partitions, "src").write.parquet(f"{tmp}/links")
+        state.link_days.repartition(partitions, "src").write.parquet(f"{tmp}/link_days")
         state.persons.coalesce(partitions).write.parquet(f"{tmp}/persons")
         state.merges.coalesce(1).write.parquet(f"{tmp}/merges")
-        io.write_json(f"{tmp}/days.json", sorted(days))
+        io.write_json(f"{tmp}/days.json", dict(sorted(consumed.items())))
     return path
 
 
