@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     from jobs.config import load_config
     from jobs.shop import generate_shop
     from jobs.pipeline import run_stage
-    from jobs.stages.stitch import evaluate_stitching
+    from jobs.identity.scoring import evaluate_stitching
 
     root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"
     last = dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days - 1)

@@ -1,13 +1,14 @@
-"""Identity stitching (issue #4) on tiny hand-made events whose answer can be worked out by hand."""
+"""The stitch stage (`jobs.stages.stitch.run`) on hand-made validated days: what it writes, nightly runs vs a
+backfill, late partitions, and the state it leaves for interactions (`jobs.identity.state`)."""
 import datetime as dt
 
-import pandas as pd
 import pytest
 from conftest import rows
-from pyspark.sql import functions as F
 
+from jobs.identity.graph import person_id_for
+from jobs.identity.state import load_state_nodes, read_consumed_days, read_state
 from jobs.stages import stitch as st
-from jobs.stages.stitch import person_id_for
+from jobs.storage.layout import Layout
 
 pytestmark = pytest.mark.spark
 
@@ -30,135 +31,6 @@ def events_df(spark, evs):
     return spark.createDataFrame([tuple(e.get(f.name) for f in schema.fields) for e in evs], schema)
 
 
-def run_stitch(spark, evs, prior=None, run_date=D1, **kw):
-    kw = {"hub_max_accounts": 20, "max_iterations": 30, **kw}
-    return st.stitch(events_df(spark, evs), prior, run_date=run_date, **kw)
-
-
-def id_map(result):
-    return {(r["id_type"], r["id"]): r["person_id"] for r in result.identity_map.collect()}
-
-
-def attributed(result, evs, spark):
-    out = st.attribute_events(events_df(spark, evs), result.state.nodes)
-    return {r["event_id"]: r["person_id"] for r in out.collect()}
-
-
-def test_connected_components__labels_each_node_with_its_smallest(spark):
-    edges = spark.createDataFrame([("n5", "n4"), ("n4", "n3"), ("n3", "n2"), ("n2", "n1"), ("x2", "x1"),
-                                   ("x3", "x2"), ("n1", "n1")], "src string, dst string")
-    comps, rounds = st.connected_components(edges, max_iterations=10)
-    assert rows(comps) == [("n1", "n1"), ("n2", "n1"), ("n3", "n1"), ("n4", "n1"), ("n5", "n1"),
-                           ("x1", "x1"), ("x2", "x1"), ("x3", "x1")]
-    assert 0 < rounds <= 10
-    with pytest.raises(RuntimeError, match="max_iterations"):
-        st.connected_components(edges, max_iterations=0)
-
-
-def test_person_on_three_devices__one_person(spark):
-    evs = [ev("1", "08:00", "laptop"), ev("2", "08:05", "laptop", "u1", email="e1"),
-           ev("3", "12:00", "phone"), ev("4", "12:01", "phone", "u1", email="e1"),
-           ev("5", "20:00", "app", "u1"), ev("6", "20:30", "app")]
-    result = run_stitch(spark, evs)
-    expected = person_id_for("anonymous_id", "laptop")  # the earliest-seen id anchors the person
-    assert id_map(result) == {("anonymous_id", "laptop"): expected, ("anonymous_id", "phone"): expected,
-                              ("anonymous_id", "app"): expected, ("user_id", "u1"): expected}
-    assert set(attributed(result, evs, spark).values()) == {expected}
-    assert result.stats["persons"] == 1 and result.stats["merges"] == 0
-
-
-def test_shared_tablet__two_persons_and_anonymous_events_by_session_then_next_login(spark):
-    evs = [ev("m0", "07:00", "mom_phone", "mom", email="em", session="p1"),
-           ev("d0", "07:30", "dad_phone", "dad", email="ed", session="p2"),
-           ev("t1", "09:50", "tablet", session="s1"),            # before mom's login, same session -> mom
-           ev("t2", "10:00", "tablet", "mom", email="em", session="s1"),
-           ev("t3", "10:30", "tablet", session="s1"),            # after mom's login, same session -> mom
-           ev("t4", "12:00", "tablet", session="s3"),            # no login in s3: next login on tablet (dad 15:00)
-           ev("t5", "15:00", "tablet", "dad", email="ed", session="s2"),
-           ev("t6", "15:10", "tablet", "dad", session="s2"),
-           ev("t7", "18:00", "tablet", session="s4"),            # nobody logs in after: no person
-           ev("t8", "19:00", "tablet")]                          # no session, no later login: no person
-    result = run_stitch(spark, evs)
-    mom, dad = person_id_for("anonymous_id", "mom_phone"), person_id_for("anonymous_id", "dad_phone")
-    assert mom != dad
-    assert id_map(result) == {("anonymous_id", "mom_phone"): mom, ("user_id", "mom"): mom,
-                              ("anonymous_id", "dad_phone"): dad, ("user_id", "dad"): dad,
-                              ("anonymous_id", "tablet"): dad}  # a shared device maps to its latest account
-    assert attributed(result, evs, spark) == {"m0": mom, "d0": dad, "t1": mom, "t2": mom, "t3": mom, "t4": dad,
-                                              "t5": dad, "t6": dad, "t7": None, "t8": None}
-    roles = {r["id"]: r["role"] for r in result.state.nodes.collect()}
-    assert roles["tablet"] == "shared" and roles["mom_phone"] == "linked"
-    assert result.stats["shared_devices"] == 1 and result.stats["persons"] == 2
-
-
-def test_kiosk_used_by_hundreds_of_accounts__flagged_and_merges_nobody(spark):
-    evs = [ev(f"k{i}", f"{8 + i // 60:02d}:{i % 60:02d}", "kiosk", f"user{i:03d}", session=f"s{i}")
-           for i in range(200)]
-    evs += [ev("own", "23:00", "home_pc", "user007", session="h"), ev("anon", "23:30", "kiosk", session="x"),
-            ev("anon_in_session", "08:00", "kiosk", session="s0")]
-    result = run_stitch(spark, evs)
-    ids = id_map(result)
-    assert ("anonymous_id", "kiosk") not in ids           # left out: the storefront serves it a segment list
-    persons = {p for (t, _), p in ids.items() if t == "user_id"}
-    assert len(persons) == 200                            # no two accounts merged through the kiosk
-    assert ids[("anonymous_id", "home_pc")] == ids[("user_id", "user007")]
-    assert result.stats["hubs"] == 1
-    hub = result.state.nodes.where(F.col("id") == "kiosk").first()
-    assert (hub["role"], hub["accounts"]) == ("hub", 200)
-    by_event = attributed(result, evs, spark)
-    assert by_event["anon"] is None and by_event["anon_in_session"] is None   # anonymous on a hub: nobody
-    assert by_event["k5"] == ids[("user_id", "user005")]                      # logged in on a hub: the account
-
-
-def test_login_a_day_after_anonymous_browsing__merged_next_night_older_id_survives(spark):
-    night1 = [ev("1", "09:00", "laptop"), ev("2", "10:00", "phone", "u1", email="e1")]
-    r1 = run_stitch(spark, night1, run_date=D1)
-    laptop_p, phone_p = person_id_for("anonymous_id", "laptop"), person_id_for("anonymous_id", "phone")
-    assert id_map(r1) == {("anonymous_id", "laptop"): laptop_p, ("anonymous_id", "phone"): phone_p,
-                          ("user_id", "u1"): phone_p}
-    night2 = [ev("3", "11:00", "laptop", "u1", email="e1", day=D2)]
-    r2 = run_stitch(spark, night2, prior=r1.state, run_date=D2)
-    assert set(id_map(r2).values()) == {laptop_p}          # laptop was seen first: its person survives
-    assert rows(r2.merges) == [(phone_p, laptop_p, dt.date(2026, 3, 2))]
-    merged = r2.state.persons.where(F.col("person_id") == phone_p).first()
-    assert (merged["status"], merged["merged_into"]) == ("merged", laptop_p)
-    assert r2.stats["merges"] == 1 and r2.stats["persons"] == 1
-
-
-def test_two_accounts_with_one_email__one_person_but_a_mailbox_of_many_merges_nobody(spark):
-    evs = [ev("1", "09:00", "a1", "u1", email="family"), ev("2", "10:00", "a2", "u2", email="family")]
-    evs += [ev(f"t{i}", f"11:{i:02d}", f"qa{i}", f"test{i}", email="qa@shop") for i in range(6)]
-    result = run_stitch(spark, evs, email_max_accounts=5)
-    ids = id_map(result)
-    assert ids[("user_id", "u1")] == ids[("user_id", "u2")] == person_id_for("anonymous_id", "a1")
-    assert len({ids[("user_id", f"test{i}")] for i in range(6)}) == 6
-    assert result.stats["email_hubs"] == 1
-
-
-def test_person_ids_unchanged_from_night_to_night_without_merge(spark):
-    night1 = [ev("1", "09:00", "a1", "u1", email="e1"), ev("2", "09:30", "a2"), ev("3", "10:00", "a3", "u3")]
-    r1 = run_stitch(spark, night1, run_date=D1)
-    night2 = [ev("4", "09:00", "a1", day=D2), ev("5", "09:10", "a4", "u1", day=D2), ev("6", "12:00", "a5", day=D2)]
-    r2 = run_stitch(spark, night2, prior=r1.state, run_date=D2)
-    before, after = id_map(r1), id_map(r2)
-    assert {k: after[k] for k in before} == before
-    assert after[("anonymous_id", "a4")] == before[("user_id", "u1")]        # a new device joins, same id
-    assert after[("anonymous_id", "a5")] == person_id_for("anonymous_id", "a5")
-    assert r2.stats["merges"] == 0 and r2.stats["new_persons"] == 1
-
-
-def test_attribute_events__unknown_ids_get_no_person_and_columns_are_kept(spark):
-    result = run_stitch(spark, [ev("1", "09:00", "a1", "u1")])
-    out = st.attribute_events(events_df(spark, [ev("9", "09:00", "stranger"), ev("8", "09:00", "a2", "u1")]),
-                              result.state.nodes)
-    assert out.columns[-1] == "person_id" and "item_id" in out.columns
-    assert rows(out, "event_id", "person_id") == [("8", person_id_for("anonymous_id", "a1")), ("9", None)]
-    with pytest.raises(ValueError, match="session_id"):
-        st.attribute_events(events_df(spark, []).drop("session_id"), result.state.nodes)
-
-
-# ---------------------------------------------------------------------------------------------- run()
-
 NIGHTS = {
     D1: [ev("1", "09:00", "laptop", day=D1), ev("2", "10:00", "phone", "u1", email="e1", session="s", day=D1),
          ev("3", "11:00", "tablet", "u1", session="t", day=D1), ev("4", "12:00", "x", "u9", day=D1)],
@@ -170,21 +42,18 @@ NIGHTS = {
 
 
 def write_validated(spark, cfg, days):
-    from jobs.storage.layout import Layout
-
     for day in days:
         events_df(spark, NIGHTS[day]).coalesce(1).write.mode("overwrite").parquet(
             Layout(cfg.data_root).validated("events", day))
 
 
 def snapshot(spark, cfg, day):
-    from jobs.storage.layout import Layout
-
-    state = st.read_state(spark, Layout(cfg.data_root).identity_state(day))
+    state = read_state(spark, Layout(cfg.data_root).identity_state(day))
     identity = spark.read.parquet(Layout(cfg.data_root).identity(day))
     return {"identity": rows(identity, "id_type", "id", "person_id"),
             "nodes": rows(state.nodes, "node", "role", "person_id", "map_person_id"),
-            "persons": rows(state.persons), "merges": rows(state.merges), "links": rows(state.links)}
+            "persons": rows(state.persons), "merges": rows(state.merges), "links": rows(state.links),
+            "link_days": rows(state.link_days)}
 
 
 def test_run__writes_contract_identity_and_report(spark, cfg):
@@ -229,25 +98,102 @@ def test_run__late_partition_is_read_by_the_next_night(spark, cfg):
     assert ids[("user_id", "u8")] == ids[("anonymous_id", "laptop")]   # u8 joined through e1 on D2
 
 
-def test_load_state__missing_night_is_a_clear_error(spark, cfg):
+def test_load_state_nodes__missing_night_is_a_clear_error(spark, cfg):
     with pytest.raises(FileNotFoundError, match="run the stitch stage"):
-        st.load_state(spark, cfg, D1)
+        load_state_nodes(spark, cfg.data_root, D1)
     with pytest.raises(FileNotFoundError, match="no validated events"):
         st.run(spark, cfg, D1)
 
 
-# ----------------------------------------------------------------------------------------- evaluation
 
-def test_evaluate_stitching__pair_counts_from_contingency_table():
-    truth = pd.DataFrame({"id_type": ["user_id", "anonymous_id", "anonymous_id", "user_id", "anonymous_id",
-                                      "anonymous_id"],
-                          "id": ["a", "b", "c", "d", "e", "shared"], "person": ["X", "X", "X", "Y", "Y", "X"]})
-    predicted = pd.DataFrame({"id_type": ["user_id", "anonymous_id", "anonymous_id", "user_id", "anonymous_id"],
-                              "id": ["a", "b", "c", "d", "shared"], "person_id": ["p1", "p1", "p2", "p1", "p9"]})
-    m = st.evaluate_stitching(predicted, truth, exclude_anonymous_ids=["shared"])
-    # cells (p1,X)=2 (p2,X)=1 (p1,Y)=1 (missing e,Y)=1 -> together 1; predicted pairs: p1 has 3 -> 3;
-    # true pairs: X has 3 -> 3, Y has 2 -> 1.
-    assert m["precision"] == pytest.approx(1 / 3) and m["recall"] == pytest.approx(1 / 4)
-    assert (m["persons_found"], m["true_persons"], m["ids_missing"], m["ids_evaluated"]) == (3, 2, 1, 5)
-    perfect = st.evaluate_stitching(truth.rename(columns={"person": "person_id"}), truth)
-    assert perfect["precision"] == perfect["recall"] == perfect["persons_ratio"] == 1.0
+# ------------------------------------------------------------------------------- late days (issue #8, item 7)
+
+def publish_validated(spark, cfg, day, evs, fingerprint, files=1):
+    """Publishes day `day`'s validated events the way the validate stage does: a staged folder with the data
+    and the marker `_recs_validated.json` (its `fingerprint`), moved into place whole."""
+    from jobs.stages.validate import MARKER
+    from jobs.storage import io
+
+    staged = f"{cfg.data_root}/.staged-{day}-{fingerprint}"
+    events_df(spark, evs).repartition(files).write.parquet(staged)
+    io.write_json(f"{staged}/{MARKER}", {"ds": day, "fingerprint": fingerprint, "dataset": "events"})
+    io.promote(staged, Layout(cfg.data_root).validated("events", day))
+
+
+LATE = {  # d1 first holds only anonymous browsing of cookie c9 (plus u1's logins); d1 is then re-delivered
+    D1: [ev("c9-1", "10:00", "c9", day=D1), ev("c9-2", "10:05", "c9", day=D1),
+         ev("u1-1", "09:00", "c1", "u1", email="e1", day=D1), ev("u1-2", "09:30", "c1", "u1", day=D1)],
+    D2: [ev("u9-1", "08:00", "c8", "u9", email="e9", day=D2), ev("u1-3", "12:00", "c1", "u1", day=D2)],
+    D3: [ev("c5-1", "10:00", "c5", day=D3)],
+    "d1 extra file": [ev("c9-login", "14:00", "c9", "u9", event_type="login", day=D1)],
+}
+
+
+def test_run__day_validated_again_is_read_again_and_counts_nothing_twice(spark, cfg, tmp_path):
+    publish_validated(spark, cfg, D1, LATE[D1], "d1-first")
+    publish_validated(spark, cfg, D2, LATE[D2], "d2-first")
+    night1 = st.run(spark, cfg, D2)                                    # stitches d1 and d2
+    assert night1["days_read"] == 2 and night1["days_reread"] == []
+    before = snapshot(spark, cfg, D2)
+    ids1 = {(t, i): p for t, i, p in before["identity"]}
+    assert ids1[("anonymous_id", "c9")] == person_id_for("anonymous_id", "c9") != ids1[("user_id", "u9")]
+
+    # Late partition: a second raw file for d1 arrives, validate re-validates d1 (new fingerprint).
+    publish_validated(spark, cfg, D1, LATE[D1] + LATE["d1 extra file"], "d1-second", files=2)
+    publish_validated(spark, cfg, D3, LATE[D3], "d3-first")
+    night2 = st.run(spark, cfg, D3)
+    assert night2["days_read"] == 2 and night2["days_reread"] == [D1]
+    after = snapshot(spark, cfg, D3)
+    ids2 = {(t, i): p for t, i, p in after["identity"]}
+    c9_person = person_id_for("anonymous_id", "c9")                    # c9 (seen first) anchors u9's person now
+    assert ids2[("anonymous_id", "c9")] == ids2[("user_id", "u9")] == ids2[("anonymous_id", "c8")] == c9_person
+    assert after["merges"] == [(ids1[("user_id", "u9")], c9_person, dt.date(2026, 3, 3))]
+
+    # Every link of night 1 is unchanged (u1's 3 events across d1 and d2 are not counted twice); the only new
+    # links are the late login's, once.
+    links1, links2 = set(before["links"]), set(after["links"])
+    assert links1 <= links2
+    assert ("a:c1", "u:u1", dt.date(2026, 3, 1), dt.datetime(2026, 3, 1, 9), dt.datetime(2026, 3, 2, 12), 3) in links2
+    assert {(s, d, n) for s, d, _, _, _, n in links2 - links1} == {("a:c9", "u:u9", 1)}
+    assert len(after["link_days"]) == len(set(after["link_days"]))     # one row per link and day
+    consumed = read_consumed_days(Layout(cfg.data_root).identity_state(D3))
+    assert consumed == {D1: "d1-second", D2: "d2-first", D3: "d3-first"}
+
+    # Nothing changed since: the next night reads no day; the same data stitched from scratch agrees.
+    assert st.run(spark, cfg, "2026-03-04")["days_read"] == 0
+    assert snapshot(spark, cfg, "2026-03-04")["links"] == after["links"]
+    other = cfg.replace(data_root=str(tmp_path / "rebuild"))
+    for day, fp in ((D1, "d1-second"), (D2, "d2-first"), (D3, "d3-first")):
+        publish_validated(spark, other, day, LATE[day] + (LATE["d1 extra file"] if day == D1 else []), fp)
+    st.run(spark, other, D3)
+    cold = snapshot(spark, other, D3)
+    assert (cold["identity"], cold["links"], cold["link_days"]) == (after["identity"], after["links"],
+                                                                    after["link_days"])
+
+
+def test_run__older_state_format_is_read_and_its_days_stay_consumed(spark, cfg):
+    from jobs.storage import io
+
+    publish_validated(spark, cfg, D1, LATE[D1], "d1-first")
+    st.run(spark, cfg, D1)
+    state = Layout(cfg.data_root).identity_state(D1)
+    io.write_json(f"{state}/days.json", [D1])                         # the older format: a plain list of days
+    fs, path = io.fs_for(f"{state}/link_days")
+    fs.rm(path, recursive=True)                                        # ... and no per-day link contributions
+    before = snapshot(spark, cfg, D1)
+
+    publish_validated(spark, cfg, D1, LATE[D1] + LATE["d1 extra file"], "d1-second", files=2)
+    publish_validated(spark, cfg, D2, LATE[D2], "d2-first")
+    report = st.run(spark, cfg, D2)
+    assert report["days_read"] == 1 and report["days_reread"] == []   # fingerprint unknown: consumed, as before
+    assert read_consumed_days(Layout(cfg.data_root).identity_state(D2)) == {D1: None, D2: "d2-first"}
+    links = {(s, d): n for s, d, _, _, _, n in snapshot(spark, cfg, D2)["links"]}
+    assert links[("a:c1", "u:u1")] == 3 and ("a:c9", "u:u9") not in links
+    assert {(s, d): n for s, d, _, _, _, n in before["links"]}[("a:c1", "u:u1")] == 2
+
+
+def test_validated_marker_name_is_the_validate_stages():
+    from jobs.identity.state import VALIDATED_MARKER
+    from jobs.stages.validate import MARKER
+
+    assert VALIDATED_MARKER == MARKER

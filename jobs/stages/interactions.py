@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.evaluation.splits import holdout_test_start
+from jobs.identity import attribute_events, load_state_nodes
 from jobs.storage.datasets import Datasets
 from quality.activity import inhuman_ids, without_ids
 from schemas.vocabulary import ITEM_EVENT_TYPES
@@ -89,7 +90,6 @@ def active_persons(events: DataFrame) -> DataFrame:
 
 
 def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
-    from jobs.stages import stitch
 
     started = time.time()
     data = Datasets(cfg.data_root)
@@ -99,7 +99,7 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     data.flagged_ids.write_spark(flagged.coalesce(1), run_date)
     flagged = data.flagged_ids.read_spark(spark, run_date).cache()
     events = without_ids(events, flagged)
-    attributed = (stitch.attribute_events(events, stitch.load_state(spark, cfg, run_date))
+    attributed = (attribute_events(events, load_state_nodes(spark, data.layout, run_date))
                   .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
     cap = cfg.activity.max_weight_per_person_item
     interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),
