@@ -15,6 +15,7 @@ import statistics
 from pyspark.sql import DataFrame, functions as F
 
 from quality import rules
+from schemas.vocabulary import ITEM_EVENT_TYPES
 
 DEVICE_BUCKETS = tuple(rules.DEVICE_TYPES) + ("other",)
 BASELINE_DAYS = (7, 28)
@@ -41,7 +42,7 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
         dev = F.col("device_type")
         aggs += [F.sum((dev == d).cast("long")).alias(f"dev_{d}") for d in rules.DEVICE_TYPES]
         blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
-        item_event = F.col("event_type").isin(*rules.ITEM_EVENTS) & ~blank("item_id")
+        item_event = F.col("event_type").isin(*ITEM_EVENT_TYPES) & ~blank("item_id")
         aggs += [F.sum(item_event.cast("long")).alias("item_events"),
                  (F.lit(0) if all_good else F.sum(F.array_contains(r, rules.UNKNOWN_ITEM).cast("long")))
                  .alias("unknown_items"),
@@ -176,3 +177,17 @@ def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
                 out.append(dict(ds=ds, dataset=dataset, file=None, column=name, expected="values",
                                 observed=f"null or unreadable in all {rows} rows", status="missing_required"))
     return out
+
+
+def catalog_frame(catalog_norm: DataFrame | None, ds: str):
+    """The day's catalog as a small pandas frame for the `catalog_day` suite (blank text = missing)."""
+    import pandas as pd
+
+    cols = ["item_id", "category_path", "price", "brand"]
+    if catalog_norm is None:
+        return pd.DataFrame({c: pd.Series([], dtype="object") for c in cols})
+    blank_null = lambda c: F.when(F.trim(F.col(c)) != "", F.col(c)).alias(c)  # noqa: E731
+    sel = catalog_norm.where(F.col(rules.DT) == ds).select(
+        "item_id", blank_null("category_path"), "price", blank_null("brand"))
+    frame = sel.toArrow().to_pandas()
+    return frame[cols]

@@ -16,10 +16,9 @@ import logging
 import posixpath
 from dataclasses import dataclass, field
 
+import fsspec
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
-from jobs.storage import io
-from jobs.storage.layout import Layout
 from quality import rules
 from schemas import load
 
@@ -67,10 +66,12 @@ class InspectedFile:
     findings: list[dict] = field(default_factory=list)
 
 
-def list_raw_files(layout: Layout, dataset: str, ds: str) -> list[RawFile]:
-    """The data files of `raw/<dataset>/dt=<ds>/`, sorted by path (hidden and `_` files skipped)."""
-    root = layout.raw(dataset, ds)
-    fs, p = io.fs_for(root)
+def list_raw_files(root: str, dataset: str, ds: str) -> list[RawFile]:
+    """The data files of the day folder `root` (`raw/<dataset>/dt=<ds>/`), sorted by path.
+
+    Hidden and `_` files are skipped; `root` is a local path or any fsspec URI.
+    """
+    fs, p = fsspec.core.url_to_fs(root)
     if not fs.exists(p):
         return []
     out = []
@@ -158,7 +159,7 @@ def inspect_files(files: list[RawFile]) -> list[InspectedFile]:
     for f in files:
         schema = load(f.dataset)
         ins = InspectedFile(f)
-        fs, p = io.fs_for(f.path)
+        fs, p = fsspec.core.url_to_fs(f.path)
         try:
             if f.fmt == "parquet":
                 with fs.open(p, "rb") as fh:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from schemas import load
+from schemas.vocabulary import ITEM_EVENT_TYPES
 
 REASONS = "reasons"
 DT = "dt"
@@ -43,12 +44,10 @@ UNREADABLE_FILE = "unreadable_file"
 
 EVENT_TYPES = load("events").field("event_type").enum
 DEVICE_TYPES = load("events").field("device_type").enum
-ITEM_EVENTS = ("product_view", "add_to_cart", "remove_from_cart", "purchase", "return",
-               "rec_impression", "rec_click")
 
 # The contract's "required for ..." column: field -> event types that must carry it.
 EVENT_CONDITIONAL_REQUIRED: dict[str, tuple[str, ...]] = {
-    "item_id": ITEM_EVENTS,
+    "item_id": ITEM_EVENT_TYPES,
     "category_id": ("category_view",),
     "query": ("search",),
     "quantity": ("add_to_cart", "purchase", "return"),
@@ -203,7 +202,7 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
                  .groupBy("item_id").agg(F.collect_set(F.to_date(F.col(DT))).alias("_catalog_days")))
     df = events.join(F.broadcast(item_days), on="item_id", how="left")
     in_catalog = F.coalesce(F.array_contains(F.col("_catalog_days"), F.to_date(F.col(DT))), F.lit(False))
-    pairs.append((UNKNOWN_ITEM, et.isin(*ITEM_EVENTS) & F.col("item_id").isNotNull()
+    pairs.append((UNKNOWN_ITEM, et.isin(*ITEM_EVENT_TYPES) & F.col("item_id").isNotNull()
                   & (F.trim(F.col("item_id")) != "") & ~in_catalog))
 
     df = _flag_repeats(df, key=["event_id"], flag="_repeat")

@@ -183,6 +183,14 @@ class GateRunner:
         return self.docs_dir
 
 
+def schema_frame(rows: list[dict]):
+    """The `raw_schema` frame: one row per schema finding (`quality.raw.inspect_files`)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(rows, columns=SCHEMA_INDEX + ["status"])
+    return frame.astype("object").where(frame.notna(), None)
+
+
 def _by_meta(result) -> list[tuple[dict, object]]:
     return [(r.expectation_config.meta or {}, r) for r in result.results]
 
