@@ -64,7 +64,10 @@ class QualityConfig:
     device_min_share: float
     max_unknown_item_share: float
     max_no_identity_share: float
-    min_catalog_brand_coverage: float
+    # optional catalog attributes judged against the shop's own trailing coverage (not an absolute minimum)
+    catalog_attributes: tuple[str, ...]
+    catalog_attribute_min_ratio: float
+    catalog_attribute_min_baseline: float
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,14 @@ import statistics
 from pyspark.sql import DataFrame, functions as F
 
 from quality import rules
+from schemas import load
 from schemas.vocabulary import ITEM_EVENT_TYPES
 
 DEVICE_BUCKETS = tuple(rules.DEVICE_TYPES) + ("other",)
 BASELINE_DAYS = (7, 28)
+CATALOG_BASELINE_DAYS = 7
+# catalog fields whose coverage (share of items with a value; blank text = no value) goes into the metrics
+CATALOG_COVERAGE_FIELDS = tuple(n for n in load("catalog").names if n not in ("item_id", "title", "is_available"))
 
 
 def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> dict[str, dict]:
@@ -31,7 +35,9 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
     -------
     dict
         ``{ds: {"rows", "good", "quarantined", "reasons": {reason: n}}}``; events add ``"devices"``
-        (``{device_type or "other": rows}``), ``"item_events"``, ``"unknown_items"``, ``"no_identity"``.
+        (``{device_type or "other": rows}``), ``"item_events"``, ``"unknown_items"``, ``"no_identity"``;
+        catalog adds ``"filled"`` (``{field: items with a value}`` for the fields of
+        `CATALOG_COVERAGE_FIELDS` that the frame has).
     """
     reasons = [] if all_good else rules.possible_reasons(dataset)
     r = F.col(rules.REASONS)
@@ -47,6 +53,11 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
                  (F.lit(0) if all_good else F.sum(F.array_contains(r, rules.UNKNOWN_ITEM).cast("long")))
                  .alias("unknown_items"),
                  F.sum((blank("anonymous_id") & blank("user_id")).cast("long")).alias("no_identity")]
+    filled = [c for c in CATALOG_COVERAGE_FIELDS if c in checked.columns] if dataset == "catalog" else []
+    for c in filled:
+        value = F.col(c)
+        has = value.isNotNull() & (F.trim(value) != "") if load("catalog").field(c).type == "string" else value.isNotNull()
+        aggs.append(F.sum(has.cast("long")).alias(f"filled_{c}"))
     out = {}
     for row in checked.groupBy(rules.DT).agg(*aggs).collect():
         d = row.asDict()
@@ -60,6 +71,8 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
             m["devices"] = devices
             for k in ("item_events", "unknown_items", "no_identity"):
                 m[k] = int(d[k] or 0)
+        if filled:
+            m["filled"] = {c: int(d[f"filled_{c}"] or 0) for c in filled}
         out[ds] = m
     return out
 
@@ -74,6 +87,7 @@ def merge_metrics(a: dict[str, dict], b: dict[str, dict], dataset: str) -> dict[
                 continue
             for k, v in part.items():
                 if isinstance(v, dict):
+                    m.setdefault(k, {})
                     for kk, vv in v.items():
                         m[k][kk] = m[k].get(kk, 0) + vv
                 else:
@@ -87,6 +101,8 @@ def empty_metrics(dataset: str) -> dict:
     m = {"rows": 0, "good": 0, "quarantined": 0, "reasons": {}}
     if dataset == "events":
         m.update(devices=dict.fromkeys(DEVICE_BUCKETS, 0), item_events=0, unknown_items=0, no_identity=0)
+    if dataset == "catalog":
+        m["filled"] = {}
     return m
 
 
@@ -164,8 +180,6 @@ def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
 
     JSON Lines have no file schema; a column that is missing from a whole day's delivery shows up here.
     """
-    from schemas import load
-
     out = []
     for ds, m in metrics.items():
         rows = m.get("rows", 0)
@@ -179,15 +193,47 @@ def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
     return out
 
 
-def catalog_frame(catalog_norm: DataFrame | None, ds: str):
-    """The day's catalog as a small pandas frame for the `catalog_day` suite (blank text = missing)."""
+def coverage_column(attr: str) -> str:
+    return f"coverage_vs_trailing__{attr}"
+
+
+def catalog_day_frame(days: list[str], run_date: str, history: dict[str, dict], quality_cfg):
+    """One pandas row per day in `days` that has a catalog (and the run day): what `catalog_days` judges.
+
+    Columns: ds, items_run_day (items in the run day's snapshot, 0 without one; None on other days),
+    category_coverage and price_coverage (required fields: judged against an absolute minimum), and per
+    attribute of `quality_cfg.catalog_attributes` its coverage and `coverage_vs_trailing__<attr>`: the
+    day's coverage / the median coverage of the trailing `CATALOG_BASELINE_DAYS` days with a catalog.
+    That ratio is None (not judged) with fewer than `min_history_days` such days (a new shop), or when
+    the trailing median is below `catalog_attribute_min_baseline` (an attribute the shop does not send).
+    """
     import pandas as pd
 
-    cols = ["item_id", "category_path", "price", "brand"]
-    if catalog_norm is None:
-        return pd.DataFrame({c: pd.Series([], dtype="object") for c in cols})
-    blank_null = lambda c: F.when(F.trim(F.col(c)) != "", F.col(c)).alias(c)  # noqa: E731
-    sel = catalog_norm.where(F.col(rules.DT) == ds).select(
-        "item_id", blank_null("category_path"), "price", blank_null("brand"))
-    frame = sel.toArrow().to_pandas()
-    return frame[cols]
+    def coverage(m: dict, field: str) -> float | None:
+        return _share(m.get("filled", {}).get(field, 0), m.get("rows", 0))
+
+    unknown = [a for a in quality_cfg.catalog_attributes if a not in CATALOG_COVERAGE_FIELDS]
+    if unknown:
+        raise ValueError(f"quality.catalog_attributes: {unknown} are not optional catalog fields "
+                         f"{list(CATALOG_COVERAGE_FIELDS)}")
+    records = []
+    for day in [d for d in days if d in history or d == run_date]:
+        m = history.get(day) or {}
+        rec = {"ds": day, "items_run_day": m.get("rows", 0) if day == run_date else None,
+               "category_coverage": coverage(m, "category_path"), "price_coverage": coverage(m, "price")}
+        past = _trailing(day, CATALOG_BASELINE_DAYS, history)
+        for attr in quality_cfg.catalog_attributes:
+            today = coverage(m, attr)
+            rec[f"coverage__{attr}"] = today
+            base = statistics.median(coverage(p, attr) or 0.0 for p in past) if past else 0.0
+            judged = (today is not None and len(past) >= max(1, quality_cfg.min_history_days)
+                      and base >= quality_cfg.catalog_attribute_min_baseline and base > 0)
+            rec[coverage_column(attr)] = today / base if judged else None
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=["ds", "items_run_day", "category_coverage", "price_coverage"]
+                                      + [c for a in quality_cfg.catalog_attributes
+                                         for c in (f"coverage__{a}", coverage_column(a))])
+    for c in frame.columns:
+        if c != "ds":
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    return frame

@@ -93,18 +93,14 @@ def list_raw_files(root: str, dataset: str, ds: str) -> list[RawFile]:
     return out
 
 
-def _status_for(dataset: str, name: str, present_type, expected: str) -> str:
-    if present_type is None:
-        return "missing_required" if name in rules.required_columns(dataset) else "missing_optional"
-    return "ok" if _compatible(expected, present_type) else "wrong_type"
-
-
 def _arrow_to_spark(at):
     """(spark type, is_nanos) for a pyarrow type as Spark's Parquet reader will see it; None if unknown."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(at):
         at = at.value_type
+    if pa.types.is_null(at):
+        return None  # a column of nulls only (pandas/pyarrow write an all-None column so): read as absent
     if pa.types.is_string(at) or pa.types.is_large_string(at):
         return T.StringType(), False
     simple = [(pa.types.is_int8, T.ByteType()), (pa.types.is_int16, T.ShortType()), (pa.types.is_int32, T.IntegerType()),
@@ -147,11 +143,50 @@ def _compatible(expected: str, spark_type) -> bool:
     return False
 
 
+def _needed_columns(f: RawFile, fs, path: str, arrow_types: dict) -> set[str]:
+    """Columns this Parquet file must have: the always-required ones, and a conditionally required one
+    (events: `price` for purchases, ...) only when the file holds an event type that needs it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = load(f.dataset)
+    needed = set(schema.required)
+    if f.dataset != "events":
+        return needed
+    absent = [c for c in rules.EVENT_CONDITIONAL_REQUIRED if c not in arrow_types]
+    if not absent or "event_type" not in arrow_types:
+        return needed
+    with fs.open(path, "rb") as fh:  # one column of a file that lacks a conditional column: cheap
+        types = {str(t) for t in pc.unique(pq.read_table(fh, columns=["event_type"]).column(0).cast("string"))
+                 .to_pylist() if t is not None}
+    return needed | {c for c in absent if types & set(rules.EVENT_CONDITIONAL_REQUIRED[c])}
+
+
+def _column_status(name: str, expected: str, at, needed: set[str]) -> str:
+    """`ok`, `absent` (an optional column left out, or nulls only), `missing_required`, `text` (a text column
+    for a typed field: parsed value by value, an unparsable value is a row reason) or `wrong_type`."""
+    import pyarrow as pa
+
+    if at is None or pa.types.is_null(at):
+        return "missing_required" if name in needed else "absent"
+    mapped = _arrow_to_spark(at)
+    if mapped is None:
+        return "wrong_type"
+    if _compatible(expected, mapped):
+        return "ok"
+    if isinstance(mapped[0], T.StringType):
+        return "text"
+    return "wrong_type"
+
+
 def inspect_files(files: list[RawFile]) -> list[InspectedFile]:
     """Reads each file's schema (Parquet footer, or the first JSON record) and records schema findings.
 
     Findings are dicts `{ds, dataset, file, column, expected, observed, status}` with status one of
-    `ok`, `missing_required`, `missing_optional`, `wrong_type`, `extra_column`, `unreadable_file`.
+    `ok`, `absent` (an optional column left out: read as null), `text` (a text column for a typed
+    field: parsed value by value, like JSON), `missing_required` (always required, or conditionally
+    required and the file holds an event type that needs it), `wrong_type`, `extra_column`,
+    `unreadable_file`.
     """
     import pyarrow.parquet as pq
 
@@ -183,15 +218,10 @@ def inspect_files(files: list[RawFile]) -> list[InspectedFile]:
             out.append(ins)
             continue
         if ins.arrow_types is not None:
+            needed = _needed_columns(f, fs, p, ins.arrow_types)
             for fld in schema.fields:
                 at = ins.arrow_types.get(fld.name)
-                mapped = _arrow_to_spark(at) if at is not None else None
-                if at is None:
-                    status = _status_for(f.dataset, fld.name, None, fld.type)
-                elif mapped is None:
-                    status = "wrong_type"
-                else:
-                    status = "ok" if _compatible(fld.type, mapped) else "wrong_type"
+                status = _column_status(fld.name, fld.type, at, needed)
                 ins.findings.append(dict(ds=f.ds, dataset=f.dataset, file=f.path, column=fld.name, expected=fld.type,
                                          observed=None if at is None else str(at), status=status))
             extra = [n for n in ins.arrow_types if n not in schema.names]

@@ -11,7 +11,7 @@ from quality import batch, rules
 from schemas import load
 
 METRIC_COLUMNS = {"events": ("device_type", "event_type", "anonymous_id", "user_id", "item_id"),
-                  "catalog": (), "profiles": ()}
+                  "catalog": batch.CATALOG_COVERAGE_FIELDS, "profiles": ()}
 ROW_KEY = [rules.SOURCE_FILE, rules.SOURCE_POS]
 
 

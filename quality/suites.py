@@ -7,8 +7,9 @@ Three suites, each validated once per run on one small frame:
 - `events_days`: one row per pending day (`quality.batch.events_day_frame`): the run day's partition is
   present, quarantine / unknown-item / no-identity shares, volume against the trailing 7- and 28-day
   medians, overall and per device type.
-- `catalog_day`: the run day's catalog (item_id, category_path, price, brand): present, and the share of
-  items with a category, a price and a brand.
+- `catalog_days`: one row per pending day with a catalog (`quality.batch.catalog_day_frame`): the run
+  day's snapshot is present, the shares of items with a category and a price (required: absolute
+  minimums), and each optional attribute's coverage against its own trailing median.
 
 Every expectation carries `meta` (check name, dataset, severity, threshold) so that a GX result turns
 into a finding dict. Only the run's own day gates; a failed check on an older pending day is a warning.
@@ -26,7 +27,7 @@ from quality import batch, rules
 log = logging.getLogger(__name__)
 
 SCHEMA_FAIL_STATUSES = ("missing_required", "wrong_type")
-SCHEMA_WARN_STATUSES = ("extra_column", "missing_optional")
+SCHEMA_WARN_STATUSES = ("extra_column",)
 SCHEMA_INDEX = ["ds", "dataset", "file", "column", "expected", "observed"]
 
 
@@ -93,15 +94,17 @@ def events_day_checks(q) -> list[Check]:
     return out
 
 
-def catalog_checks(q) -> list[Check]:
-    """Checks of the `catalog_day` frame (the run day's catalog)."""
-    return [Check("catalog", "catalog_present", None, min_value=1, kind="row_count", severity=q.on_missing_partition),
-            Check("catalog", "catalog_category_coverage", "category_path", min_value=q.min_catalog_category_coverage,
-                  kind="non_null_share", severity=q.on_catalog_coverage),
-            Check("catalog", "catalog_price_coverage", "price", min_value=q.min_catalog_price_coverage,
-                  kind="non_null_share", severity=q.on_catalog_coverage),
-            Check("catalog", "catalog_brand_coverage", "brand", min_value=q.min_catalog_brand_coverage,
-                  kind="non_null_share", severity=q.on_catalog_coverage)]
+def catalog_day_checks(q) -> list[Check]:
+    """Checks of the `catalog_days` frame (`quality.batch.catalog_day_frame`)."""
+    out = [Check("catalog", "catalog_present", "items_run_day", min_value=1, severity=q.on_missing_partition),
+           Check("catalog", "catalog_category_coverage", "category_coverage", min_value=q.min_catalog_category_coverage,
+                 severity=q.on_catalog_coverage),
+           Check("catalog", "catalog_price_coverage", "price_coverage", min_value=q.min_catalog_price_coverage,
+                 severity=q.on_catalog_coverage)]
+    out += [Check("catalog", "catalog_attribute_coverage_vs_trailing", batch.coverage_column(a),
+                  min_value=q.catalog_attribute_min_ratio, severity=q.on_catalog_coverage, subject=a)
+            for a in q.catalog_attributes]
+    return out
 
 
 def _plain(v):
@@ -207,7 +210,10 @@ def _bounds(meta: dict, observed) -> tuple[float | None, str | None]:
 
 
 def day_findings(result, frame, run_date: str) -> list[dict]:
-    """Findings of the `events_days` suite: every check of the run day, and the non-passing ones of older days."""
+    """Findings of a per-day suite (`events_days`, `catalog_days`).
+
+    Every check of the run day, and the non-passing ones of older days.
+    """
     out = []
     for meta, r in _by_meta(result):
         column = r.expectation_config.kwargs.get("column")
@@ -231,6 +237,9 @@ def day_findings(result, frame, run_date: str) -> list[dict]:
                     detail = f"day volume / trailing {n}-day median" + (f" of {_fmt(median)} events" if median else "")
                 if passed is None:
                     detail = "too few trailing days with events, or a device type below device_min_share"
+            elif meta["check"] == "catalog_attribute_coverage_vs_trailing":
+                detail = ("the day's share of items with the attribute / its trailing median" if passed is not None else
+                          "a new shop (too few trailing catalog days) or an attribute the shop does not send")
             elif passed is None:
                 detail = "no rows"
             out.append(finding(dataset=meta["dataset"], check=meta["check"], ds=ds, run_date=run_date,
@@ -258,9 +267,6 @@ def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]])
             elif status == "wrong_type":
                 detail = "column of another type than the contract's"
                 observed, threshold = u.get("observed"), u.get("expected")
-            elif status == "missing_optional":
-                detail = "optional column missing"
-                observed, threshold = "missing", u.get("expected")
             else:
                 detail = "column not in the contract"
                 observed, threshold = u.get("observed"), "absent"
@@ -271,22 +277,6 @@ def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]])
         if ds == run_date and (ds, dataset) not in flagged:
             out.append(finding(dataset=dataset, check="schema_drift", ds=ds, run_date=run_date, severity="fail",
                                passed=True, observed="contract schema", threshold="contract schema", comparison="=="))
-    return out
-
-
-def catalog_findings(result, run_date: str) -> list[dict]:
-    """Findings of the `catalog_day` suite (all on the run day)."""
-    out = []
-    for meta, r in _by_meta(result):
-        observed = _plain(r.result.get("observed_value"))
-        passed = bool(r.success)
-        if observed is None and meta["check"] != "catalog_present":
-            passed = None  # no catalog rows: reported by catalog_present
-        threshold, comparison = _bounds(meta, observed)
-        detail = "share of items with a value" if meta["check"] != "catalog_present" else "items in the snapshot"
-        out.append(finding(dataset="catalog", check=meta["check"], ds=run_date, run_date=run_date,
-                           severity=meta["severity"], passed=passed, observed=observed, threshold=threshold,
-                           comparison=comparison, detail=detail if passed is not None else "no catalog rows"))
     return out
 
 

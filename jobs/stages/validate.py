@@ -120,18 +120,18 @@ def plan_days(layout: Layout, days: list[str], q: QualityConfig) -> list[DayPlan
     return plans
 
 
-def _history(layout: Layout, plans: list[DayPlan], metrics: dict[str, dict]) -> dict[str, dict]:
-    """Events metrics of the pending days, of the validated window days (from their markers) and of the
-    validated days up to 28 days before the window (the trailing baselines of its first days)."""
-    out = {p.ds: p.marker["metrics"]["events"] for p in plans
-           if not p.pending and p.marker and "events" in p.marker.get("metrics", {})}
+def _history(layout: Layout, plans: list[DayPlan], metrics: dict[str, dict], dataset: str) -> dict[str, dict]:
+    """`dataset`'s metrics of the pending days, of the validated window days (from their markers) and of
+    the validated days up to 28 days before the window (the trailing baselines of its first days)."""
+    out = {p.ds: p.marker["metrics"][dataset] for p in plans
+           if not p.pending and p.marker and dataset in p.marker.get("metrics", {})}
     out.update(metrics)
     first = dt.date.fromisoformat(plans[0].ds)
     for i in range(1, max(batch.BASELINE_DAYS) + 1):
         ds = (first - dt.timedelta(days=i)).isoformat()
         marker = _marker(layout, ds)
-        if marker and "events" in marker.get("metrics", {}):
-            out[ds] = marker["metrics"]["events"]
+        if marker and dataset in marker.get("metrics", {}):
+            out[ds] = marker["metrics"][dataset]
     return out
 
 
@@ -266,14 +266,11 @@ def run_gates(layout: Layout, plans: list[DayPlan], inputs: Inputs, metrics: dic
                                        index_columns=suites.SCHEMA_INDEX)
         days_with_files = sorted({(r["ds"], r["dataset"]) for r in schema_rows})
         findings = suites.schema_findings(schema_result, run_date, days_with_files)
-        history = _history(layout, plans, metrics["events"])
-        day_frame = batch.events_day_frame(pending_days, run_date, history, q)
-        findings += suites.day_findings(gates.validate("events_days", day_frame, suites.events_day_checks(q),
-                                                       index_columns=["ds"]), day_frame, run_date)
-        if run_date in pending_days:
-            catalog = batch.catalog_frame(inputs.catalog_all, run_date)
-            findings += suites.catalog_findings(gates.validate("catalog_day", catalog, suites.catalog_checks(q)),
-                                                run_date)
+        for name, make_frame, checks in (("events", batch.events_day_frame, suites.events_day_checks(q)),
+                                         ("catalog", batch.catalog_day_frame, suites.catalog_day_checks(q))):
+            frame = make_frame(pending_days, run_date, _history(layout, plans, metrics[name], name), q)
+            result = gates.validate(f"{name}_days", frame, checks, index_columns=["ds"])
+            findings += suites.day_findings(result, frame, run_date)
         docs_index = report.publish_docs(gates.build_docs(), layout.reports(run_date))
     finally:
         shutil.rmtree(docs_dir, ignore_errors=True)
