@@ -141,7 +141,9 @@ def events_day_frame(days: list[str], run_date: str, history: dict[str, dict], q
     history : ``{ds: metrics}`` for the pending days and the validated days before them.
     quality_cfg : `cfg.quality` (min_history_days, device_min_share).
 
-    Columns: ds, rows, rows_run_day, quarantine_share, unknown_item_share, no_identity_share,
+    Columns: ds, rows, rows_run_day, quarantine_share (rows quarantined as `duplicate_content` left out),
+    content_twin_share (event_ids whose content came first in another file / rows), unknown_item_share,
+    no_identity_share,
     median_7d, median_28d, volume_ratio_7d, volume_ratio_28d and one `device_ratio_<n>d__<device>` per
     device type and baseline. A ratio is None (not judged) when the baseline has fewer than
     `min_history_days` days with events, when the day itself is an empty past day, or (devices) when the
@@ -153,8 +155,11 @@ def events_day_frame(days: list[str], run_date: str, history: dict[str, dict], q
     for day in days:
         m = history.get(day) or {}
         rows = m.get("rows", 0)
+        copies = m.get("reasons", {}).get(rules.DUPLICATE_CONTENT, 0)
         rec = {"ds": day, "rows": rows, "rows_run_day": rows if day == run_date else None,
-               "quarantine_share": _share(m.get("quarantined", 0), rows),
+               # later copies under new ids are judged by `content_twin_share`, not as bad rows
+               "quarantine_share": _share(m.get("quarantined", 0) - copies, rows - copies),
+               "content_twin_share": _share(m.get("content_twins", 0), rows),
                "unknown_item_share": _share(m.get("unknown_items", 0), m.get("item_events", 0)),
                "no_identity_share": _share(m.get("no_identity", 0), rows)}
         judged = rows > 0 or day == run_date
@@ -190,6 +195,21 @@ def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
             if n >= rows:
                 out.append(dict(ds=ds, dataset=dataset, file=None, column=name, expected="values",
                                 observed=f"null or unreadable in all {rows} rows", status="missing_required"))
+    return out
+
+
+def quarantine_totals(metrics: dict[str, dict[str, dict]], days: list[str]) -> dict[str, dict[str, int]]:
+    """Rows per reason and dataset over `days` (unreadable files counted as files)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, per_day in metrics.items():
+        totals: dict[str, int] = {}
+        for ds in days:
+            m = per_day.get(ds) or {}
+            for reason, n in m.get("reasons", {}).items():
+                totals[reason] = totals.get(reason, 0) + n
+            if m.get("unreadable_files"):
+                totals[rules.UNREADABLE_FILE] = totals.get(rules.UNREADABLE_FILE, 0) + m["unreadable_files"]
+        out[name] = dict(sorted(totals.items()))
     return out
 
 

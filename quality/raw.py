@@ -247,6 +247,52 @@ def needs_nanos_as_long(inspected: list[InspectedFile]) -> bool:
     return False
 
 
+# an explicit zone after the time of day: `Z`, `+02:00`, `-0500`, `+02`, ` UTC`, `GMT`
+_ZONE = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?|UTC|GMT|utc|gmt)\s*$"
+
+
+def _naive_text(raw: Column) -> Column:
+    """A textual timestamp without a zone (and not an epoch number)."""
+    return raw.isNotNull() & ~raw.rlike(_ZONE) & ~raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$")
+
+
+def _utc(ntz: Column) -> Column:
+    """A timestamp without zone (TIMESTAMP_NTZ) read as UTC, whatever the session's time zone."""
+    return F.convert_timezone(F.lit("UTC"), F.current_timezone(), ntz).cast("timestamp")
+
+
+# identifiers: surrounding whitespace is dropped before any check (`"SKU1 "` is `SKU1`), blank is absent
+ID_COLUMNS = {"events": ("event_id", "anonymous_id", "user_id", "session_id", "item_id", "order_id", "category_id"),
+              "catalog": ("item_id",), "profiles": ("user_id",)}
+_SPACE = " \t\r\n"
+
+
+def _clean(dataset: str, name: str, value: Column) -> Column:
+    """Trims identifiers (blank becomes null) and brings `email_hash` to trimmed lower case."""
+    if name in ID_COLUMNS.get(dataset, ()):
+        trimmed = F.btrim(value, F.lit(_SPACE))
+        return F.when(trimmed != "", trimmed)
+    if name == "email_hash":
+        trimmed = F.lower(F.btrim(value, F.lit(_SPACE)))
+        return F.when(trimmed != "", trimmed)
+    return value
+
+
+def _is_naive(name: str, logical: str, present) -> Column | None:
+    """Whether this column's value is a timestamp without zone, for a file group (None: never)."""
+    if logical != "timestamp" or present is None:
+        return None
+    col = F.col(f"`{name}`")
+    if present == "json":
+        return _naive_text(col)
+    spark_type, nanos = present
+    if isinstance(spark_type, T.TimestampNTZType):
+        return col.isNotNull()
+    if isinstance(spark_type, T.StringType):
+        return _naive_text(col)
+    return None
+
+
 def _parse_text(raw: Column, logical: str) -> Column:
     """Contract-typed value from text; null when the text does not hold such a value."""
     if logical == "string":
@@ -261,7 +307,10 @@ def _parse_text(raw: Column, logical: str) -> Column:
     if logical == "timestamp":
         d = raw.try_cast("double")
         epoch_s = (F.when(F.abs(d) < 1e11, d).when(F.abs(d) < 1e14, d / 1e3).when(F.abs(d) < 1e17, d / 1e6))
-        return F.when(raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$"), F.timestamp_seconds(epoch_s)).otherwise(raw.try_cast("timestamp"))
+        # text without a zone is a naive wall-clock time: read as UTC (never in the session's zone)
+        return (F.when(raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$"), F.timestamp_seconds(epoch_s))
+                .when(_naive_text(raw), _utc(raw.try_cast("timestamp_ntz")))
+                .otherwise(raw.try_cast("timestamp")))
     if logical == "array<string>":
         return F.from_json(raw, T.ArrayType(T.StringType()))
     raise ValueError(f"unknown logical type {logical!r}")
@@ -282,6 +331,8 @@ def _normalize(name: str, logical: str, present) -> tuple[Column, Column | None]
     spark_type, nanos = present
     if nanos and logical == "timestamp":
         return F.timestamp_micros(F.expr(f"`{name}` div 1000")), None
+    if logical == "timestamp" and isinstance(spark_type, T.TimestampNTZType):
+        return _utc(col), None  # a Parquet timestamp without zone: UTC (`quality.naive_timestamps`)
     if _compatible(logical, spark_type):
         if logical == "int":
             # a float column (pandas writes int columns with nulls as float64) must hold whole numbers
@@ -303,6 +354,10 @@ def _group_key(ins: InspectedFile):
 
 def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset: str) -> DataFrame | None:
     """One DataFrame of all readable files: contract columns typed, plus `dt` and the internal columns.
+
+    Identifiers are trimmed (blank = null), `email_hash` trimmed and lower-cased; a timestamp without
+    zone (Parquet TIMESTAMP_NTZ, text without offset) is read as UTC and flagged in `_naive_time`; text
+    with an offset is converted to UTC.
 
     Internal columns (see `quality.rules`): `_type_errors` (array of field names), `_raw`
     (map field -> raw text of those fields; null when there is none), `_malformed` (a JSON line that
@@ -335,12 +390,15 @@ def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset
             present = {f.name: usable.get(f.name) for f in schema.fields}
             malformed = F.lit(False)
             pos = F.col("_metadata.row_index")
-        typed, raws = [], []
+        typed, raws, naive = [], [], []
         for f in schema.fields:
             value, raw = _normalize(f.name, f.type, present[f.name])
-            typed.append(value.alias(f.name))
+            typed.append(_clean(dataset, f.name, value).alias(f.name))
             if raw is not None:
-                raws.append((f.name, raw, value))
+                raws.append((f.name, raw, value))  # a type error: text that did not parse (before trimming)
+            is_naive = _is_naive(f.name, f.type, present[f.name])
+            if is_naive is not None:
+                naive.append(F.coalesce(is_naive, F.lit(False)))
         no_errors = F.array().cast("array<string>")
         if raws:
             # joined and split rather than filtered with a lambda: this runs on every row, and lambdas
@@ -358,6 +416,7 @@ def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset
             # the day from `.../dt=YYYY-MM-DD/...` (string functions: a regex per row costs more)
             F.substring_index(F.substring_index(path, "dt=", -1), "/", 1).alias(rules.DT),
             errors.alias(rules.TYPE_ERRORS), raw_map.alias(rules.RAW), malformed.alias(rules.MALFORMED),
+            (F.greatest(*naive) if len(naive) > 1 else naive[0] if naive else F.lit(False)).alias(rules.NAIVE_TIME),
             path.alias(rules.SOURCE_FILE), pos.cast("long").alias(rules.SOURCE_POS)))
     if not frames:
         return None

@@ -5,7 +5,7 @@ import posixpath
 import time
 
 import fsspec
-from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
+from pyspark.sql import DataFrame, Observation, SparkSession, functions as F, types as T
 
 from quality import batch, rules
 from schemas import load
@@ -29,7 +29,8 @@ def quarantine_schema() -> T.StructType:
 
 
 def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, rows: DataFrame | None,
-               stage: str, unreadable: list[dict], timings: dict | None = None) -> dict[str, dict]:
+               stage: str, unreadable: list[dict], timings: dict | None = None, days: list[str] = (),
+               keep_personal: bool = False, salt: str = "") -> dict[str, dict]:
     """Writes the good and the quarantined rows of all pending days to the staging folder; returns metrics.
 
     Two passes over the raw rows, no cache: pass 1 runs every check and writes only the bad rows (a
@@ -44,6 +45,8 @@ def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, 
     stage : the staging folder; outputs go to `<stage>/<dataset>/{bad,good,quarantine}`.
     unreadable : quarantine rows for whole unreadable files (`raw.unreadable_quarantine_rows`).
     timings : when given, receives the seconds of each pass.
+    days : the pending days: timestamps without zone are counted per day (`naive_timestamps`) as pass 1 runs.
+    keep_personal, salt : see `quality.rules.to_quarantine`.
     """
     base = f"{stage}/{dataset}"
     timings = {} if timings is None else timings
@@ -62,10 +65,17 @@ def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, 
             quarantine_parts[0].write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/quarantine")
         return {}
     keep = METRIC_COLUMNS[dataset] + tuple(ROW_KEY)
-    rules.to_quarantine(checked, dataset, keep=keep).write.mode("overwrite").parquet(f"{base}/bad")  # pass 1
+    naive = Observation(f"naive_{dataset}")
+    counted = checked.observe(naive, F.lit(0).alias("_"), *[
+        F.count_if((F.col(rules.DT) == d) & F.col(rules.NAIVE_TIME)).alias(d) for d in days
+        if rules.NAIVE_TIME in checked.columns])
+    (rules.to_quarantine(counted, dataset, keep=keep, keep_personal=keep_personal, salt=salt)
+     .write.mode("overwrite").parquet(f"{base}/bad"))  # pass 1
     lap("checks")
-    bad = spark.read.parquet(f"{base}/bad")
-    keys = bad.select(*ROW_KEY).distinct()
+    everything_bad = spark.read.parquet(f"{base}/bad")
+    is_dup = F.array_contains(F.col(rules.REASONS), rules.DUPLICATE_EVENT_ID)
+    bad = everything_bad.where(~is_dup)
+    keys = everything_bad.select(*ROW_KEY).distinct()
     good = rows.join(F.broadcast(keys), on=ROW_KEY, how="left_anti").select(*load(dataset).names, rules.DT)
     good.write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/good")  # pass 2
     lap("good")
@@ -81,5 +91,12 @@ def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, 
         good_part = written.select(F.col(rules.DT).cast("string").alias(rules.DT), *METRIC_COLUMNS[dataset])
         good_metrics = batch.day_metrics(good_part, dataset, all_good=True)
     merged = batch.merge_metrics(good_metrics, batch.day_metrics(bad, dataset), dataset)
+    dups = {str(r[rules.DT]): r["count"] for r in everything_bad.where(is_dup).groupBy(rules.DT).count().collect()}
+    observed = naive.get
+    for ds in set(dups) | {d for d, n in observed.items() if n and d != "_"}:
+        merged.setdefault(ds, batch.empty_metrics(dataset))
+    for ds, m in merged.items():
+        m["duplicates_dropped"] = int(dups.get(ds, 0))
+        m["naive_timestamps"] = int(observed.get(ds) or 0)
     lap("metrics")
     return merged

@@ -81,6 +81,8 @@ def events_day_checks(q) -> list[Check]:
     out = [Check("events", "events_partition_present", "rows_run_day", min_value=1, severity=q.on_missing_partition),
            Check("events", "quarantine_share", "quarantine_share", max_value=q.max_quarantine_share,
                  severity=q.on_quarantine_share),
+           Check("events", "content_duplicates", "content_twin_share", max_value=q.content_duplicate_max_share,
+                 severity=q.on_content_duplicates),
            Check("events", "unknown_item_share", "unknown_item_share", max_value=q.max_unknown_item_share,
                  severity=q.on_unknown_items),
            Check("events", "no_identity_share", "no_identity_share", max_value=q.max_no_identity_share,

@@ -46,12 +46,13 @@ from schemas import load
 log = logging.getLogger(__name__)
 
 MARKER = "_recs_validated.json"
-RULES_VERSION = "1"  # bump when a row rule changes: every validated day is then redone
+RULES_VERSION = "2"  # bump when a row rule changes: every validated day is then redone
 DATASETS = ("events", "catalog", "profiles")
 _PUBLISH_ORDER = ("catalog", "profiles", "events")  # events last: its marker commits the day
 # The row checks compile to one large method; past the JVM's 8000-byte JIT limit it would run interpreted,
 # so let Spark split it instead of fusing it into one whole-stage method (about 1.3-2x faster here).
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
+_SUMMARY_KEYS = ("rows", "good", "quarantined", "reasons", "duplicates_dropped", "naive_timestamps", "content_twins")
 
 
 @dataclasses.dataclass
@@ -84,12 +85,15 @@ class Inputs:
     rows: dict[str, DataFrame | None]
     checked: dict[str, DataFrame | None]
     catalog_all: DataFrame | None
+    content_twins: dict[str, int]  # per day: event_ids whose content came first in another file
 
 
 def _fingerprint(files: dict[str, list[raw.RawFile]], catalog_day: str | None, catalog_files: list[raw.RawFile],
                  q: QualityConfig) -> str:
     payload = {"rules": RULES_VERSION, "schemas": {n: load(n).version for n in DATASETS + ("quarantine",)},
-               "late_arrival_hours": q.late_arrival_hours,
+               "late_arrival_hours": q.late_arrival_hours, "naive_timestamps": q.naive_timestamps,
+               "content_duplicate_max_share": q.content_duplicate_max_share,
+               "quarantine_keep_personal": q.quarantine_keep_personal,
                "files": {n: [f.stamp() for f in fs] for n, fs in files.items()},
                "catalog_day": catalog_day, "catalog_files": [f.stamp() for f in catalog_files]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -212,13 +216,15 @@ def read_and_check(spark: SparkSession, layout: Layout, plans: list[DayPlan], q:
     catalog_all = raw.read_normalized(spark, inspected["catalog"] + borrowed_inspected, "catalog")
     rows: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
     checked: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
+    naive = q.naive_timestamps
     if catalog_all is not None:
         rows["catalog"] = catalog_all.where(F.col(rules.DT).isin(pending_days))
-        checked["catalog"] = rules.check_catalog_rows(rows["catalog"])
+        checked["catalog"] = rules.check_catalog_rows(rows["catalog"], naive_timestamps=naive)
     rows["profiles"] = raw.read_normalized(spark, inspected["profiles"], "profiles")
     if rows["profiles"] is not None:
-        checked["profiles"] = rules.check_profile_rows(rows["profiles"])
+        checked["profiles"] = rules.check_profile_rows(rows["profiles"], naive_timestamps=naive)
     rows["events"] = raw.read_normalized(spark, inspected["events"], "events")
+    twins: dict[str, int] = {}
     if rows["events"] is not None:
         mapping = [(p.ds, p.catalog_day) for p in pending if p.catalog_day]
         if catalog_all is not None and mapping:
@@ -228,20 +234,33 @@ def read_and_check(spark: SparkSession, layout: Layout, plans: list[DayPlan], q:
         else:
             catalog_items = spark.createDataFrame([], "dt string, item_id string")
         prior = _prior_event_ids(spark, layout, plans, rows["events"], len(pending_days))
+        twins, copies = rules.content_duplicates(rows["events"], q.content_duplicate_max_share)
         checked["events"] = rules.check_event_rows(
             rows["events"], catalog_items=catalog_items, late_arrival_hours=q.late_arrival_hours,
-            prior_event_ids=prior)
-    return Inputs(inspected, borrowed_inspected, rows, checked, catalog_all)
+            prior_event_ids=prior, naive_timestamps=naive, content_copies=copies)
+    return Inputs(inspected, borrowed_inspected, rows, checked, catalog_all, twins)
 
 
-def split_all(spark: SparkSession, inputs: Inputs, pending: list[DayPlan], stage: str,
-              timings: dict) -> dict[str, dict[str, dict]]:
+def _quarantine_salt(layout: Layout) -> str:
+    """The DATA_ROOT's salt for hashing personal ids in quarantined rows: random, made once, kept."""
+    path = posixpath.join(layout.quarantine("_salt"), "salt.json")
+    stored = io.read_json(path)
+    if not stored:
+        stored = {"salt": uuid.uuid4().hex}
+        io.write_json(path, stored)
+    return stored["salt"]
+
+
+def split_all(spark: SparkSession, layout: Layout, inputs: Inputs, pending: list[DayPlan], stage: str,
+              q: QualityConfig, timings: dict) -> dict[str, dict[str, dict]]:
     """Writes good and quarantined rows of every dataset to `stage`; returns ``{dataset: {ds: metrics}}``."""
     metrics: dict[str, dict[str, dict]] = {}
+    salt = "" if q.quarantine_keep_personal else _quarantine_salt(layout)
+    days = sorted(p.ds for p in pending)
     for name in DATASETS:
         metrics[name] = split_rows(spark, name, checked=inputs.checked[name], rows=inputs.rows[name], stage=stage,
                                    unreadable=raw.unreadable_quarantine_rows(inputs.inspected[name]),
-                                   timings=timings)
+                                   timings=timings, days=days, keep_personal=q.quarantine_keep_personal, salt=salt)
         for p in pending:
             m = metrics[name].get(p.ds)
             if m is None and (name == "events" or p.files[name]):
@@ -249,6 +268,8 @@ def split_all(spark: SparkSession, inputs: Inputs, pending: list[DayPlan], stage
             if m is not None:
                 m["unreadable_files"] = sum(1 for i in inputs.inspected[name] if i.error and i.file.ds == p.ds)
                 m["files"] = len(p.files[name])
+                if name == "events":
+                    m["content_twins"] = inputs.content_twins.get(p.ds, 0)
     return metrics
 
 
@@ -284,8 +305,7 @@ def publish(layout: Layout, pending: list[DayPlan], metrics: dict[str, dict[str,
     summary_days = {}
     for p in sorted(pending, key=lambda p: p.ds):
         per = {n: metrics[n][p.ds] for n in DATASETS if p.ds in metrics[n]}
-        summary_days[p.ds] = {n: {k: v for k, v in m.items() if k in ("rows", "good", "quarantined", "reasons")}
-                              for n, m in per.items()}
+        summary_days[p.ds] = {n: {k: v for k, v in m.items() if k in _SUMMARY_KEYS} for n, m in per.items()}
         if p.ds == run_date and failed:
             _retract(layout, p.ds)
             _publish_quarantine(layout, p.ds, stage)
@@ -296,21 +316,6 @@ def publish(layout: Layout, pending: list[DayPlan], metrics: dict[str, dict[str,
                   "metrics": per, "checks": [f for f in findings if f["ds"] == p.ds]}
         _publish_day(layout, p, stage, marker)
     return summary_days
-
-
-def quarantine_totals(metrics: dict[str, dict[str, dict]], pending_days: list[str]) -> dict[str, dict[str, int]]:
-    """Rows per reason and dataset over the pending days (unreadable files counted as files)."""
-    out: dict[str, dict[str, int]] = {}
-    for name in DATASETS:
-        totals: dict[str, int] = {}
-        for ds in pending_days:
-            m = metrics[name].get(ds) or {}
-            for reason, n in m.get("reasons", {}).items():
-                totals[reason] = totals.get(reason, 0) + n
-            if m.get("unreadable_files"):
-                totals[rules.UNREADABLE_FILE] = totals.get(rules.UNREADABLE_FILE, 0) + m["unreadable_files"]
-        out[name] = dict(sorted(totals.items()))
-    return out
 
 
 def validate_pending(spark: SparkSession, layout: Layout, plans: list[DayPlan], run_date: str, q: QualityConfig,
@@ -327,7 +332,7 @@ def validate_pending(spark: SparkSession, layout: Layout, plans: list[DayPlan], 
         spark.conf.set(HUGE_METHOD_LIMIT, "8000")
         if pending:
             inputs = read_and_check(spark, layout, plans, q)
-            metrics = split_all(spark, inputs, pending, stage, timings)
+            metrics = split_all(spark, layout, inputs, pending, stage, q, timings)
             timings["rows"] = round(time.time() - tick, 2)
             findings, docs_index = run_gates(layout, plans, inputs, metrics, run_date, q)
             timings["gates"] = round(time.time() - tick - timings["rows"], 2)
@@ -376,7 +381,7 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
         docs_index = posixpath.join(reports_dir, "data_docs", "index.html")  # from the run that validated D
     summary = {"run_date": run_date, "window": [plans[0].ds, plans[-1].ds],
                "pending_days": pending_days, "skipped_days": len(plans) - len(pending_days),
-               "days": summary_days, "quarantine": quarantine_totals(metrics, pending_days),
+               "days": summary_days, "quarantine": batch.quarantine_totals(metrics, pending_days),
                "checks": findings, "failures": failures, "warnings": warnings, "passed": not failures,
                "reports": {"data_docs": docs_index, "data_docs_relative": "data_docs/index.html"},
                "timings": timings, "seconds": round(time.time() - started, 1)}
