@@ -16,6 +16,7 @@ into a finding dict. Only the run's own day gates; a failed check on an older pe
 """
 from __future__ import annotations
 
+import html
 import logging
 import math
 import os
@@ -188,11 +189,23 @@ class GateRunner:
         return self.docs_dir
 
 
+def _safe(v):
+    """Input-derived text as GX may render it in the data docs: HTML-escaped before GX sees it (we do not
+    rely on GX's renderers to escape), so a file or column name can never inject markup."""
+    return None if v is None else html.escape(str(v))
+
+
 def schema_frame(rows: list[dict]):
-    """The `raw_schema` frame: one row per schema finding (`quality.raw.inspect_files`)."""
+    """The `raw_schema` frame: one row per schema finding (`quality.raw.inspect_files`).
+
+    Names and types come from the inputs, so they are passed to GX HTML-escaped; `row` points back to
+    the original finding in `rows` (what `schema_findings` reports).
+    """
     import pandas as pd
 
-    frame = pd.DataFrame.from_records(rows, columns=SCHEMA_INDEX + ["status"])
+    records = [{**{k: _safe(r.get(k)) for k in SCHEMA_INDEX}, "status": r["status"], "row": i}
+               for i, r in enumerate(rows)]
+    frame = pd.DataFrame.from_records(records, columns=SCHEMA_INDEX + ["status", "row"])
     return frame.astype("object").where(frame.notna(), None)
 
 
@@ -250,11 +263,15 @@ def day_findings(result, frame, run_date: str) -> list[dict]:
     return out
 
 
-def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]]) -> list[dict]:
-    """Findings of the `raw_schema` suite: one per problem row, and one passed per (dataset, run day)."""
+def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]], rows: list[dict]) -> list[dict]:
+    """Findings of the `raw_schema` suite: one per problem row, and one passed per (dataset, run day).
+
+    `rows` are the findings `schema_frame` was made from (the findings carry their original text).
+    """
     out, flagged = [], set()
     for meta, r in _by_meta(result):
-        for u in r.result.get("unexpected_index_list") or []:
+        for hit in r.result.get("unexpected_index_list") or []:
+            u = rows[int(hit["row"])]
             ds, dataset = str(u["ds"]), str(u["dataset"])
             flagged.add((ds, dataset))
             status = u.get("status")

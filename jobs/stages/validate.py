@@ -284,9 +284,9 @@ def run_gates(layout: Layout, plans: list[DayPlan], inputs: Inputs, metrics: dic
         for name in DATASETS:
             schema_rows += batch.all_null_findings(metrics[name], name)
         schema_result = gates.validate("raw_schema", suites.schema_frame(schema_rows), suites.schema_checks(q),
-                                       index_columns=suites.SCHEMA_INDEX)
+                                       index_columns=["row"])
         days_with_files = sorted({(r["ds"], r["dataset"]) for r in schema_rows})
-        findings = suites.schema_findings(schema_result, run_date, days_with_files)
+        findings = suites.schema_findings(schema_result, run_date, days_with_files, schema_rows)
         for name, make_frame, checks in (("events", batch.events_day_frame, suites.events_day_checks(q)),
                                          ("catalog", batch.catalog_day_frame, suites.catalog_day_checks(q))):
             frame = make_frame(pending_days, run_date, _history(layout, plans, metrics[name], name), q)
