@@ -64,7 +64,15 @@ class QualityConfig:
     device_min_share: float
     max_unknown_item_share: float
     max_no_identity_share: float
-    min_catalog_brand_coverage: float
+    # optional catalog attributes judged against the shop's own trailing coverage (not an absolute minimum)
+    catalog_attributes: tuple[str, ...]
+    catalog_attribute_min_ratio: float
+    catalog_attribute_min_baseline: float
+    # inputs as producers send them: re-deliveries under new ids, timestamps without zone, personal fields
+    content_duplicate_max_share: float
+    on_content_duplicates: str
+    naive_timestamps: str
+    quarantine_keep_personal: bool
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,8 @@ class RecsConfig:
 _CHOICES = {("quality", "on_volume_anomaly"): ("fail", "warn")}
 _CHOICES.update({("quality", k): ("fail", "warn") for k in (
     "on_schema_drift", "on_missing_partition", "on_quarantine_share", "on_unknown_items", "on_missing_identity",
-    "on_catalog_coverage")})
+    "on_catalog_coverage", "on_content_duplicates")})
+_CHOICES[("quality", "naive_timestamps")] = ("utc", "reject")
 
 
 def _yaml_key(f: dataclasses.Field) -> str:

@@ -15,9 +15,14 @@ import statistics
 from pyspark.sql import DataFrame, functions as F
 
 from quality import rules
+from schemas import load
+from schemas.vocabulary import ITEM_EVENT_TYPES
 
 DEVICE_BUCKETS = tuple(rules.DEVICE_TYPES) + ("other",)
 BASELINE_DAYS = (7, 28)
+CATALOG_BASELINE_DAYS = 7
+# catalog fields whose coverage (share of items with a value; blank text = no value) goes into the metrics
+CATALOG_COVERAGE_FIELDS = tuple(n for n in load("catalog").names if n not in ("item_id", "title", "is_available"))
 
 
 def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> dict[str, dict]:
@@ -30,7 +35,9 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
     -------
     dict
         ``{ds: {"rows", "good", "quarantined", "reasons": {reason: n}}}``; events add ``"devices"``
-        (``{device_type or "other": rows}``), ``"item_events"``, ``"unknown_items"``, ``"no_identity"``.
+        (``{device_type or "other": rows}``), ``"item_events"``, ``"unknown_items"``, ``"no_identity"``;
+        catalog adds ``"filled"`` (``{field: items with a value}`` for the fields of
+        `CATALOG_COVERAGE_FIELDS` that the frame has).
     """
     reasons = [] if all_good else rules.possible_reasons(dataset)
     r = F.col(rules.REASONS)
@@ -41,11 +48,16 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
         dev = F.col("device_type")
         aggs += [F.sum((dev == d).cast("long")).alias(f"dev_{d}") for d in rules.DEVICE_TYPES]
         blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
-        item_event = F.col("event_type").isin(*rules.ITEM_EVENTS) & ~blank("item_id")
+        item_event = F.col("event_type").isin(*ITEM_EVENT_TYPES) & ~blank("item_id")
         aggs += [F.sum(item_event.cast("long")).alias("item_events"),
                  (F.lit(0) if all_good else F.sum(F.array_contains(r, rules.UNKNOWN_ITEM).cast("long")))
                  .alias("unknown_items"),
                  F.sum((blank("anonymous_id") & blank("user_id")).cast("long")).alias("no_identity")]
+    filled = [c for c in CATALOG_COVERAGE_FIELDS if c in checked.columns] if dataset == "catalog" else []
+    for c in filled:
+        value = F.col(c)
+        has = value.isNotNull() & (F.trim(value) != "") if load("catalog").field(c).type == "string" else value.isNotNull()
+        aggs.append(F.sum(has.cast("long")).alias(f"filled_{c}"))
     out = {}
     for row in checked.groupBy(rules.DT).agg(*aggs).collect():
         d = row.asDict()
@@ -59,6 +71,8 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
             m["devices"] = devices
             for k in ("item_events", "unknown_items", "no_identity"):
                 m[k] = int(d[k] or 0)
+        if filled:
+            m["filled"] = {c: int(d[f"filled_{c}"] or 0) for c in filled}
         out[ds] = m
     return out
 
@@ -73,6 +87,7 @@ def merge_metrics(a: dict[str, dict], b: dict[str, dict], dataset: str) -> dict[
                 continue
             for k, v in part.items():
                 if isinstance(v, dict):
+                    m.setdefault(k, {})
                     for kk, vv in v.items():
                         m[k][kk] = m[k].get(kk, 0) + vv
                 else:
@@ -86,6 +101,8 @@ def empty_metrics(dataset: str) -> dict:
     m = {"rows": 0, "good": 0, "quarantined": 0, "reasons": {}}
     if dataset == "events":
         m.update(devices=dict.fromkeys(DEVICE_BUCKETS, 0), item_events=0, unknown_items=0, no_identity=0)
+    if dataset == "catalog":
+        m["filled"] = {}
     return m
 
 
@@ -124,7 +141,9 @@ def events_day_frame(days: list[str], run_date: str, history: dict[str, dict], q
     history : ``{ds: metrics}`` for the pending days and the validated days before them.
     quality_cfg : `cfg.quality` (min_history_days, device_min_share).
 
-    Columns: ds, rows, rows_run_day, quarantine_share, unknown_item_share, no_identity_share,
+    Columns: ds, rows, rows_run_day, quarantine_share (rows quarantined as `duplicate_content` left out),
+    content_twin_share (event_ids whose content came first in another file / rows), unknown_item_share,
+    no_identity_share,
     median_7d, median_28d, volume_ratio_7d, volume_ratio_28d and one `device_ratio_<n>d__<device>` per
     device type and baseline. A ratio is None (not judged) when the baseline has fewer than
     `min_history_days` days with events, when the day itself is an empty past day, or (devices) when the
@@ -136,8 +155,11 @@ def events_day_frame(days: list[str], run_date: str, history: dict[str, dict], q
     for day in days:
         m = history.get(day) or {}
         rows = m.get("rows", 0)
+        copies = m.get("reasons", {}).get(rules.DUPLICATE_CONTENT, 0)
         rec = {"ds": day, "rows": rows, "rows_run_day": rows if day == run_date else None,
-               "quarantine_share": _share(m.get("quarantined", 0), rows),
+               # later copies under new ids are judged by `content_twin_share`, not as bad rows
+               "quarantine_share": _share(m.get("quarantined", 0) - copies, rows - copies),
+               "content_twin_share": _share(m.get("content_twins", 0), rows),
                "unknown_item_share": _share(m.get("unknown_items", 0), m.get("item_events", 0)),
                "no_identity_share": _share(m.get("no_identity", 0), rows)}
         judged = rows > 0 or day == run_date
@@ -163,8 +185,6 @@ def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
 
     JSON Lines have no file schema; a column that is missing from a whole day's delivery shows up here.
     """
-    from schemas import load
-
     out = []
     for ds, m in metrics.items():
         rows = m.get("rows", 0)
@@ -176,3 +196,64 @@ def all_null_findings(metrics: dict[str, dict], dataset: str) -> list[dict]:
                 out.append(dict(ds=ds, dataset=dataset, file=None, column=name, expected="values",
                                 observed=f"null or unreadable in all {rows} rows", status="missing_required"))
     return out
+
+
+def quarantine_totals(metrics: dict[str, dict[str, dict]], days: list[str]) -> dict[str, dict[str, int]]:
+    """Rows per reason and dataset over `days` (unreadable files counted as files)."""
+    out: dict[str, dict[str, int]] = {}
+    for name, per_day in metrics.items():
+        totals: dict[str, int] = {}
+        for ds in days:
+            m = per_day.get(ds) or {}
+            for reason, n in m.get("reasons", {}).items():
+                totals[reason] = totals.get(reason, 0) + n
+            if m.get("unreadable_files"):
+                totals[rules.UNREADABLE_FILE] = totals.get(rules.UNREADABLE_FILE, 0) + m["unreadable_files"]
+        out[name] = dict(sorted(totals.items()))
+    return out
+
+
+def coverage_column(attr: str) -> str:
+    return f"coverage_vs_trailing__{attr}"
+
+
+def catalog_day_frame(days: list[str], run_date: str, history: dict[str, dict], quality_cfg):
+    """One pandas row per day in `days` that has a catalog (and the run day): what `catalog_days` judges.
+
+    Columns: ds, items_run_day (items in the run day's snapshot, 0 without one; None on other days),
+    category_coverage and price_coverage (required fields: judged against an absolute minimum), and per
+    attribute of `quality_cfg.catalog_attributes` its coverage and `coverage_vs_trailing__<attr>`: the
+    day's coverage / the median coverage of the trailing `CATALOG_BASELINE_DAYS` days with a catalog.
+    That ratio is None (not judged) with fewer than `min_history_days` such days (a new shop), or when
+    the trailing median is below `catalog_attribute_min_baseline` (an attribute the shop does not send).
+    """
+    import pandas as pd
+
+    def coverage(m: dict, field: str) -> float | None:
+        return _share(m.get("filled", {}).get(field, 0), m.get("rows", 0))
+
+    unknown = [a for a in quality_cfg.catalog_attributes if a not in CATALOG_COVERAGE_FIELDS]
+    if unknown:
+        raise ValueError(f"quality.catalog_attributes: {unknown} are not optional catalog fields "
+                         f"{list(CATALOG_COVERAGE_FIELDS)}")
+    records = []
+    for day in [d for d in days if d in history or d == run_date]:
+        m = history.get(day) or {}
+        rec = {"ds": day, "items_run_day": m.get("rows", 0) if day == run_date else None,
+               "category_coverage": coverage(m, "category_path"), "price_coverage": coverage(m, "price")}
+        past = _trailing(day, CATALOG_BASELINE_DAYS, history)
+        for attr in quality_cfg.catalog_attributes:
+            today = coverage(m, attr)
+            rec[f"coverage__{attr}"] = today
+            base = statistics.median(coverage(p, attr) or 0.0 for p in past) if past else 0.0
+            judged = (today is not None and len(past) >= max(1, quality_cfg.min_history_days)
+                      and base >= quality_cfg.catalog_attribute_min_baseline and base > 0)
+            rec[coverage_column(attr)] = today / base if judged else None
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=["ds", "items_run_day", "category_coverage", "price_coverage"]
+                                      + [c for a in quality_cfg.catalog_attributes
+                                         for c in (f"coverage__{a}", coverage_column(a))])
+    for c in frame.columns:
+        if c != "ds":
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    return frame

@@ -16,10 +16,9 @@ import logging
 import posixpath
 from dataclasses import dataclass, field
 
+import fsspec
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
-from jobs.storage import io
-from jobs.storage.layout import Layout
 from quality import rules
 from schemas import load
 
@@ -67,10 +66,12 @@ class InspectedFile:
     findings: list[dict] = field(default_factory=list)
 
 
-def list_raw_files(layout: Layout, dataset: str, ds: str) -> list[RawFile]:
-    """The data files of `raw/<dataset>/dt=<ds>/`, sorted by path (hidden and `_` files skipped)."""
-    root = layout.raw(dataset, ds)
-    fs, p = io.fs_for(root)
+def list_raw_files(root: str, dataset: str, ds: str) -> list[RawFile]:
+    """The data files of the day folder `root` (`raw/<dataset>/dt=<ds>/`), sorted by path.
+
+    Hidden and `_` files are skipped; `root` is a local path or any fsspec URI.
+    """
+    fs, p = fsspec.core.url_to_fs(root)
     if not fs.exists(p):
         return []
     out = []
@@ -92,18 +93,14 @@ def list_raw_files(layout: Layout, dataset: str, ds: str) -> list[RawFile]:
     return out
 
 
-def _status_for(dataset: str, name: str, present_type, expected: str) -> str:
-    if present_type is None:
-        return "missing_required" if name in rules.required_columns(dataset) else "missing_optional"
-    return "ok" if _compatible(expected, present_type) else "wrong_type"
-
-
 def _arrow_to_spark(at):
     """(spark type, is_nanos) for a pyarrow type as Spark's Parquet reader will see it; None if unknown."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(at):
         at = at.value_type
+    if pa.types.is_null(at):
+        return None  # a column of nulls only (pandas/pyarrow write an all-None column so): read as absent
     if pa.types.is_string(at) or pa.types.is_large_string(at):
         return T.StringType(), False
     simple = [(pa.types.is_int8, T.ByteType()), (pa.types.is_int16, T.ShortType()), (pa.types.is_int32, T.IntegerType()),
@@ -146,11 +143,50 @@ def _compatible(expected: str, spark_type) -> bool:
     return False
 
 
+def _needed_columns(f: RawFile, fs, path: str, arrow_types: dict) -> set[str]:
+    """Columns this Parquet file must have: the always-required ones, and a conditionally required one
+    (events: `price` for purchases, ...) only when the file holds an event type that needs it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = load(f.dataset)
+    needed = set(schema.required)
+    if f.dataset != "events":
+        return needed
+    absent = [c for c in rules.EVENT_CONDITIONAL_REQUIRED if c not in arrow_types]
+    if not absent or "event_type" not in arrow_types:
+        return needed
+    with fs.open(path, "rb") as fh:  # one column of a file that lacks a conditional column: cheap
+        types = {str(t) for t in pc.unique(pq.read_table(fh, columns=["event_type"]).column(0).cast("string"))
+                 .to_pylist() if t is not None}
+    return needed | {c for c in absent if types & set(rules.EVENT_CONDITIONAL_REQUIRED[c])}
+
+
+def _column_status(name: str, expected: str, at, needed: set[str]) -> str:
+    """`ok`, `absent` (an optional column left out, or nulls only), `missing_required`, `text` (a text column
+    for a typed field: parsed value by value, an unparsable value is a row reason) or `wrong_type`."""
+    import pyarrow as pa
+
+    if at is None or pa.types.is_null(at):
+        return "missing_required" if name in needed else "absent"
+    mapped = _arrow_to_spark(at)
+    if mapped is None:
+        return "wrong_type"
+    if _compatible(expected, mapped):
+        return "ok"
+    if isinstance(mapped[0], T.StringType):
+        return "text"
+    return "wrong_type"
+
+
 def inspect_files(files: list[RawFile]) -> list[InspectedFile]:
     """Reads each file's schema (Parquet footer, or the first JSON record) and records schema findings.
 
     Findings are dicts `{ds, dataset, file, column, expected, observed, status}` with status one of
-    `ok`, `missing_required`, `missing_optional`, `wrong_type`, `extra_column`, `unreadable_file`.
+    `ok`, `absent` (an optional column left out: read as null), `text` (a text column for a typed
+    field: parsed value by value, like JSON), `missing_required` (always required, or conditionally
+    required and the file holds an event type that needs it), `wrong_type`, `extra_column`,
+    `unreadable_file`.
     """
     import pyarrow.parquet as pq
 
@@ -158,7 +194,7 @@ def inspect_files(files: list[RawFile]) -> list[InspectedFile]:
     for f in files:
         schema = load(f.dataset)
         ins = InspectedFile(f)
-        fs, p = io.fs_for(f.path)
+        fs, p = fsspec.core.url_to_fs(f.path)
         try:
             if f.fmt == "parquet":
                 with fs.open(p, "rb") as fh:
@@ -182,15 +218,10 @@ def inspect_files(files: list[RawFile]) -> list[InspectedFile]:
             out.append(ins)
             continue
         if ins.arrow_types is not None:
+            needed = _needed_columns(f, fs, p, ins.arrow_types)
             for fld in schema.fields:
                 at = ins.arrow_types.get(fld.name)
-                mapped = _arrow_to_spark(at) if at is not None else None
-                if at is None:
-                    status = _status_for(f.dataset, fld.name, None, fld.type)
-                elif mapped is None:
-                    status = "wrong_type"
-                else:
-                    status = "ok" if _compatible(fld.type, mapped) else "wrong_type"
+                status = _column_status(fld.name, fld.type, at, needed)
                 ins.findings.append(dict(ds=f.ds, dataset=f.dataset, file=f.path, column=fld.name, expected=fld.type,
                                          observed=None if at is None else str(at), status=status))
             extra = [n for n in ins.arrow_types if n not in schema.names]
@@ -216,6 +247,52 @@ def needs_nanos_as_long(inspected: list[InspectedFile]) -> bool:
     return False
 
 
+# an explicit zone after the time of day: `Z`, `+02:00`, `-0500`, `+02`, ` UTC`, `GMT`
+_ZONE = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?|UTC|GMT|utc|gmt)\s*$"
+
+
+def _naive_text(raw: Column) -> Column:
+    """A textual timestamp without a zone (and not an epoch number)."""
+    return raw.isNotNull() & ~raw.rlike(_ZONE) & ~raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$")
+
+
+def _utc(ntz: Column) -> Column:
+    """A timestamp without zone (TIMESTAMP_NTZ) read as UTC, whatever the session's time zone."""
+    return F.convert_timezone(F.lit("UTC"), F.current_timezone(), ntz).cast("timestamp")
+
+
+# identifiers: surrounding whitespace is dropped before any check (`"SKU1 "` is `SKU1`), blank is absent
+ID_COLUMNS = {"events": ("event_id", "anonymous_id", "user_id", "session_id", "item_id", "order_id", "category_id"),
+              "catalog": ("item_id",), "profiles": ("user_id",)}
+_SPACE = " \t\r\n"
+
+
+def _clean(dataset: str, name: str, value: Column) -> Column:
+    """Trims identifiers (blank becomes null) and brings `email_hash` to trimmed lower case."""
+    if name in ID_COLUMNS.get(dataset, ()):
+        trimmed = F.btrim(value, F.lit(_SPACE))
+        return F.when(trimmed != "", trimmed)
+    if name == "email_hash":
+        trimmed = F.lower(F.btrim(value, F.lit(_SPACE)))
+        return F.when(trimmed != "", trimmed)
+    return value
+
+
+def _is_naive(name: str, logical: str, present) -> Column | None:
+    """Whether this column's value is a timestamp without zone, for a file group (None: never)."""
+    if logical != "timestamp" or present is None:
+        return None
+    col = F.col(f"`{name}`")
+    if present == "json":
+        return _naive_text(col)
+    spark_type, nanos = present
+    if isinstance(spark_type, T.TimestampNTZType):
+        return col.isNotNull()
+    if isinstance(spark_type, T.StringType):
+        return _naive_text(col)
+    return None
+
+
 def _parse_text(raw: Column, logical: str) -> Column:
     """Contract-typed value from text; null when the text does not hold such a value."""
     if logical == "string":
@@ -230,7 +307,10 @@ def _parse_text(raw: Column, logical: str) -> Column:
     if logical == "timestamp":
         d = raw.try_cast("double")
         epoch_s = (F.when(F.abs(d) < 1e11, d).when(F.abs(d) < 1e14, d / 1e3).when(F.abs(d) < 1e17, d / 1e6))
-        return F.when(raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$"), F.timestamp_seconds(epoch_s)).otherwise(raw.try_cast("timestamp"))
+        # text without a zone is a naive wall-clock time: read as UTC (never in the session's zone)
+        return (F.when(raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$"), F.timestamp_seconds(epoch_s))
+                .when(_naive_text(raw), _utc(raw.try_cast("timestamp_ntz")))
+                .otherwise(raw.try_cast("timestamp")))
     if logical == "array<string>":
         return F.from_json(raw, T.ArrayType(T.StringType()))
     raise ValueError(f"unknown logical type {logical!r}")
@@ -251,6 +331,8 @@ def _normalize(name: str, logical: str, present) -> tuple[Column, Column | None]
     spark_type, nanos = present
     if nanos and logical == "timestamp":
         return F.timestamp_micros(F.expr(f"`{name}` div 1000")), None
+    if logical == "timestamp" and isinstance(spark_type, T.TimestampNTZType):
+        return _utc(col), None  # a Parquet timestamp without zone: UTC (`quality.naive_timestamps`)
     if _compatible(logical, spark_type):
         if logical == "int":
             # a float column (pandas writes int columns with nulls as float64) must hold whole numbers
@@ -272,6 +354,10 @@ def _group_key(ins: InspectedFile):
 
 def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset: str) -> DataFrame | None:
     """One DataFrame of all readable files: contract columns typed, plus `dt` and the internal columns.
+
+    Identifiers are trimmed (blank = null), `email_hash` trimmed and lower-cased; a timestamp without
+    zone (Parquet TIMESTAMP_NTZ, text without offset) is read as UTC and flagged in `_naive_time`; text
+    with an offset is converted to UTC.
 
     Internal columns (see `quality.rules`): `_type_errors` (array of field names), `_raw`
     (map field -> raw text of those fields; null when there is none), `_malformed` (a JSON line that
@@ -304,12 +390,15 @@ def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset
             present = {f.name: usable.get(f.name) for f in schema.fields}
             malformed = F.lit(False)
             pos = F.col("_metadata.row_index")
-        typed, raws = [], []
+        typed, raws, naive = [], [], []
         for f in schema.fields:
             value, raw = _normalize(f.name, f.type, present[f.name])
-            typed.append(value.alias(f.name))
+            typed.append(_clean(dataset, f.name, value).alias(f.name))
             if raw is not None:
-                raws.append((f.name, raw, value))
+                raws.append((f.name, raw, value))  # a type error: text that did not parse (before trimming)
+            is_naive = _is_naive(f.name, f.type, present[f.name])
+            if is_naive is not None:
+                naive.append(F.coalesce(is_naive, F.lit(False)))
         no_errors = F.array().cast("array<string>")
         if raws:
             # joined and split rather than filtered with a lambda: this runs on every row, and lambdas
@@ -327,6 +416,7 @@ def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset
             # the day from `.../dt=YYYY-MM-DD/...` (string functions: a regex per row costs more)
             F.substring_index(F.substring_index(path, "dt=", -1), "/", 1).alias(rules.DT),
             errors.alias(rules.TYPE_ERRORS), raw_map.alias(rules.RAW), malformed.alias(rules.MALFORMED),
+            (F.greatest(*naive) if len(naive) > 1 else naive[0] if naive else F.lit(False)).alias(rules.NAIVE_TIME),
             path.alias(rules.SOURCE_FILE), pos.cast("long").alias(rules.SOURCE_POS)))
     if not frames:
         return None

@@ -2,20 +2,44 @@
 from __future__ import annotations
 
 import html
+import json
 import posixpath
+import uuid
 
-from jobs.storage import io
+import fsspec
 
 STATUS_ORDER = {"failed": 0, "warned": 1, "skipped": 2, "passed": 3}
 
 
 def publish_docs(local_dir: str, reports_dir: str) -> str:
-    """Copies a locally built data docs site to `<reports_dir>/data_docs/` (replaced whole); returns its index."""
+    """Copies a locally built data docs site to `<reports_dir>/data_docs/` (replaced whole); returns its index.
+
+    `reports_dir` is a local path or any fsspec URI; the site is uploaded to a hidden sibling first and
+    swapped in, so a reader never sees half a site.
+    """
     final = posixpath.join(reports_dir, "data_docs")
-    with io.atomic_dir(final) as tmp:
-        fs, p = io.fs_for(tmp)
-        fs.put(local_dir.rstrip("/") + "/", p, recursive=True)
+    fs, final_p = fsspec.core.url_to_fs(final)
+    tmp = f"{final_p}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.makedirs(posixpath.dirname(final_p), exist_ok=True)
+    fs.put(local_dir.rstrip("/") + "/", tmp, recursive=True)
+    if fs.exists(final_p):
+        old = f"{final_p}.old-{uuid.uuid4().hex[:8]}"
+        fs.mv(final_p, old, recursive=True)
+        fs.mv(tmp, final_p, recursive=True)
+        fs.rm(old, recursive=True)
+    else:
+        fs.mv(tmp, final_p, recursive=True)
     return posixpath.join(final, "index.html")
+
+
+def _write_text(path: str, text: str) -> None:
+    """Writes a small file via a temporary sibling, so a reader sees the old or the new version."""
+    fs, p = fsspec.core.url_to_fs(path)
+    fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    fs.mv(tmp, p)
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -61,9 +85,6 @@ def write_reports(summary: dict, reports_dir: str) -> dict:
     """Writes `validation.json` and `validation.html` into `reports_dir`; returns their paths."""
     json_path = posixpath.join(reports_dir, "validation.json")
     html_path = posixpath.join(reports_dir, "validation.html")
-    io.write_json(json_path, summary)
-    fs, p = io.fs_for(html_path)
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
-    with fs.open(p, "w") as f:
-        f.write(render_html(summary))
+    _write_text(json_path, json.dumps(summary, indent=1, sort_keys=True, default=str))
+    _write_text(html_path, render_html(summary))
     return {"json": json_path, "html": html_path}

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from schemas import load
+from schemas.vocabulary import ITEM_EVENT_TYPES
 
 REASONS = "reasons"
 DT = "dt"
@@ -24,6 +25,8 @@ MALFORMED = "_malformed"
 RAW = "_raw"
 SOURCE_FILE = "_source_file"
 SOURCE_POS = "_source_pos"
+NAIVE_TIME = "_naive_time"
+CONTENT_HASH = "_content_hash"
 
 # reason codes (the generator's ground-truth defect names where they overlap)
 NULL_REQUIRED = "null_required"
@@ -40,15 +43,22 @@ DUPLICATE_EVENT_ID = "duplicate_event_id"
 DUPLICATE_ITEM_ID = "duplicate_item_id"
 DUPLICATE_USER_ID = "duplicate_user_id"
 UNREADABLE_FILE = "unreadable_file"
+NAIVE_TIMESTAMP = "naive_timestamp"
+EMAIL_HASH_NOT_A_DIGEST = "email_hash_not_a_digest"
+DUPLICATE_CONTENT = "duplicate_content"
+
+# personal fields of the quarantined row copy: ids become a short salted hash, free text is masked
+PERSONAL_IDS = ("user_id", "anonymous_id", "session_id")
+PERSONAL_TEXT = ("email_hash", "query")
+MASKED = "<masked>"
+_DIGEST = r"^[0-9a-f]{64}$"
 
 EVENT_TYPES = load("events").field("event_type").enum
 DEVICE_TYPES = load("events").field("device_type").enum
-ITEM_EVENTS = ("product_view", "add_to_cart", "remove_from_cart", "purchase", "return",
-               "rec_impression", "rec_click")
 
 # The contract's "required for ..." column: field -> event types that must carry it.
 EVENT_CONDITIONAL_REQUIRED: dict[str, tuple[str, ...]] = {
-    "item_id": ITEM_EVENTS,
+    "item_id": ITEM_EVENT_TYPES,
     "category_id": ("category_view",),
     "query": ("search",),
     "quantity": ("add_to_cart", "purchase", "return"),
@@ -78,10 +88,10 @@ def required_columns(dataset: str) -> list[str]:
 def possible_reasons(dataset: str) -> list[str]:
     """Every reason `check_<dataset>_rows` can give (the per-reason counts are taken over this list)."""
     schema = load(dataset)
-    out = [MALFORMED_RECORD] + [f"{BAD_TYPE}:{n}" for n in schema.names]
+    out = [MALFORMED_RECORD, NAIVE_TIMESTAMP] + [f"{BAD_TYPE}:{n}" for n in schema.names]
     out += [f"{NULL_REQUIRED}:{n}" for n in required_columns(dataset)]
     out += {"events": [UNKNOWN_EVENT_TYPE, UNKNOWN_DEVICE_TYPE, BAD_PRICE, BAD_QUANTITY, OUTSIDE_DAY,
-                       UNKNOWN_ITEM, DUPLICATE_EVENT_ID],
+                       UNKNOWN_ITEM, DUPLICATE_EVENT_ID, DUPLICATE_CONTENT, EMAIL_HASH_NOT_A_DIGEST],
             "catalog": [BAD_PRICE, BAD_MARGIN_RATE, DUPLICATE_ITEM_ID],
             "profiles": [DUPLICATE_USER_ID]}[dataset]
     return out
@@ -98,9 +108,12 @@ def _missing(name: str, columns: list[str]) -> Column:
     return miss
 
 
-def _common_reasons(dataset: str, columns: list[str]) -> list[tuple[str, Column]]:
-    """(reason, condition) pairs for malformed records and `bad_type:<field>`."""
+def _common_reasons(dataset: str, columns: list[str], naive_timestamps: str = "utc") -> list[tuple[str, Column]]:
+    """(reason, condition) pairs for malformed records, `bad_type:<field>` and (with `reject`) timestamps
+    without a zone."""
     pairs = []
+    if naive_timestamps == "reject" and NAIVE_TIME in columns:
+        pairs.append((NAIVE_TIMESTAMP, F.coalesce(F.col(NAIVE_TIME), F.lit(False))))
     if MALFORMED in columns:
         pairs.append((MALFORMED_RECORD, F.coalesce(F.col(MALFORMED), F.lit(False))))
     if TYPE_ERRORS in columns:
@@ -157,7 +170,8 @@ def _flag_repeats(df: DataFrame, *, key: list[str], flag: str) -> DataFrame:
 
 
 def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arrival_hours: float,
-                     prior_event_ids: DataFrame | None = None) -> DataFrame:
+                     prior_event_ids: DataFrame | None = None, naive_timestamps: str = "utc",
+                     content_copies: DataFrame | None = None) -> DataFrame:
     """Row checks on raw events.
 
     Parameters
@@ -173,6 +187,11 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
     prior_event_ids : DataFrame, optional
         `event_id`s already published by earlier runs; a pending event with one of these ids is a
         duplicate delivery. Broadcast: pass only the ids that also occur in `events`.
+    naive_timestamps : ``utc`` (a timestamp without zone was read as UTC) or ``reject`` (quarantined
+        as `naive_timestamp`).
+    content_copies : DataFrame, optional
+        `(dt, _content_hash, _source_file)` of later copies under new ids (`content_copies`); those
+        rows get `duplicate_content`.
 
     Returns
     -------
@@ -184,8 +203,10 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
     if missing:
         raise ValueError(f"check_event_rows: events lack column(s) {missing}; have {columns}")
     et = F.col("event_type")
-    pairs = _common_reasons("events", columns)
+    pairs = _common_reasons("events", columns, naive_timestamps)
     pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("events").required]
+    email = F.col("email_hash")
+    pairs.append((EMAIL_HASH_NOT_A_DIGEST, email.isNotNull() & ~email.rlike(_DIGEST)))
     pairs += [(f"{NULL_REQUIRED}:{n}", et.isin(*types) & _missing(n, columns))
               for n, types in EVENT_CONDITIONAL_REQUIRED.items()]
     pairs.append((UNKNOWN_EVENT_TYPE, et.isNotNull() & (F.trim(et) != "") & ~et.isin(*EVENT_TYPES)))
@@ -203,7 +224,7 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
                  .groupBy("item_id").agg(F.collect_set(F.to_date(F.col(DT))).alias("_catalog_days")))
     df = events.join(F.broadcast(item_days), on="item_id", how="left")
     in_catalog = F.coalesce(F.array_contains(F.col("_catalog_days"), F.to_date(F.col(DT))), F.lit(False))
-    pairs.append((UNKNOWN_ITEM, et.isin(*ITEM_EVENTS) & F.col("item_id").isNotNull()
+    pairs.append((UNKNOWN_ITEM, et.isin(*ITEM_EVENT_TYPES) & F.col("item_id").isNotNull()
                   & (F.trim(F.col("item_id")) != "") & ~in_catalog))
 
     df = _flag_repeats(df, key=["event_id"], flag="_repeat")
@@ -213,12 +234,17 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
         df = df.join(F.broadcast(seen), on="event_id", how="left")
         repeat = repeat | F.coalesce(F.col("_published"), F.lit(False))
     pairs.append((DUPLICATE_EVENT_ID, repeat))
+    if content_copies is not None:
+        copies = content_copies.select(DT, CONTENT_HASH, SOURCE_FILE).distinct().withColumn("_copy", F.lit(True))
+        df = df.withColumn(CONTENT_HASH, content_hash("events")).join(copies, on=[DT, CONTENT_HASH, SOURCE_FILE],
+                                                                       how="left")
+        pairs.append((DUPLICATE_CONTENT, F.coalesce(F.col("_copy"), F.lit(False))))
 
     keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
     return df.select(*keep, _assemble(pairs).alias(REASONS))
 
 
-def check_catalog_rows(catalog: DataFrame) -> DataFrame:
+def check_catalog_rows(catalog: DataFrame, *, naive_timestamps: str = "utc") -> DataFrame:
     """Row checks on catalog snapshots: required fields, positive price, margin in 0..1, one row per item.
 
     Parameters
@@ -235,7 +261,7 @@ def check_catalog_rows(catalog: DataFrame) -> DataFrame:
     columns = catalog.columns
     if DT not in columns or "item_id" not in columns:
         raise ValueError(f"check_catalog_rows: catalog needs columns item_id and dt; have {columns}")
-    pairs = _common_reasons("catalog", columns)
+    pairs = _common_reasons("catalog", columns, naive_timestamps)
     pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("catalog").required]
     price = F.col("price")
     pairs.append((BAD_PRICE, price.isNotNull() & (F.isnan(price) | (price <= 0) | (price == float("inf")))))
@@ -247,7 +273,7 @@ def check_catalog_rows(catalog: DataFrame) -> DataFrame:
     return df.select(*keep, _assemble(pairs).alias(REASONS))
 
 
-def check_profile_rows(profiles: DataFrame) -> DataFrame:
+def check_profile_rows(profiles: DataFrame, *, naive_timestamps: str = "utc") -> DataFrame:
     """Row checks on onboarding profiles: `user_id` present and once per day.
 
     Parameters
@@ -263,7 +289,7 @@ def check_profile_rows(profiles: DataFrame) -> DataFrame:
     columns = profiles.columns
     if DT not in columns or "user_id" not in columns:
         raise ValueError(f"check_profile_rows: profiles need columns user_id and dt; have {columns}")
-    pairs = _common_reasons("profiles", columns)
+    pairs = _common_reasons("profiles", columns, naive_timestamps)
     pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("profiles").required]
     df = _flag_repeats(profiles, key=[DT, "user_id"], flag="_repeat")
     pairs.append((DUPLICATE_USER_ID, F.col("_repeat")))
@@ -271,15 +297,74 @@ def check_profile_rows(profiles: DataFrame) -> DataFrame:
     return df.select(*keep, _assemble(pairs).alias(REASONS))
 
 
-def to_quarantine(checked: DataFrame, dataset: str, *, keep: tuple[str, ...] = ()) -> DataFrame:
+def content_hash(dataset: str) -> Column:
+    """64-bit fingerprint of a row's contract fields except `event_id` (what a re-delivery under new ids
+    repeats). Null flags are hashed too: xxhash64 skips nulls, so (null, "x") and ("x", null) would collide."""
+    names = [n for n in load(dataset).names if n != "event_id"]
+    return F.xxhash64(*[F.col(n) for n in names], *[F.col(n).isNull() for n in names])
+
+
+def content_twins(events: DataFrame) -> DataFrame:
+    """Per content fingerprint and day: the file of its first delivery and how many of its distinct
+    event_ids came in other files (`twins`). Rows repeated under the same id (an exact re-delivery) count
+    once; repeats within one file never count (two identical views in one second are plausible).
+
+    Returns `(dt, _content_hash, _first_file, ids, twins)` for the fingerprints with twins.
+    """
+    ids = (events.where(F.col("event_id").isNotNull()).withColumn(CONTENT_HASH, content_hash("events"))
+           .groupBy(DT, CONTENT_HASH, "event_id").agg(F.min(SOURCE_FILE).alias("_file")))
+    per_file = ids.groupBy(DT, CONTENT_HASH, "_file").agg(F.count(F.lit(1)).alias("n"))
+    per_hash = per_file.groupBy(DT, CONTENT_HASH).agg(F.min("_file").alias("_first_file"),
+                                                      F.sum("n").alias("ids"), F.min_by("n", "_file").alias("first"))
+    return per_hash.withColumn("twins", F.col("ids") - F.col("first")).where(F.col("twins") > 0).drop("first")
+
+
+def content_copies(events: DataFrame, twins: DataFrame, days: list[str]) -> DataFrame:
+    """`(dt, _content_hash, _source_file)` of the later copies (files other than the first) on `days`."""
+    files = (events.where(F.col(DT).isin(days)).withColumn(CONTENT_HASH, content_hash("events"))
+             .select(DT, CONTENT_HASH, SOURCE_FILE).distinct())
+    first = twins.where(F.col(DT).isin(days)).select(DT, CONTENT_HASH, "_first_file")
+    return (files.join(first, on=[DT, CONTENT_HASH]).where(F.col(SOURCE_FILE) != F.col("_first_file"))
+            .select(DT, CONTENT_HASH, SOURCE_FILE))
+
+
+def content_duplicates(events: DataFrame, max_share: float) -> tuple[dict[str, int], DataFrame | None]:
+    """Content twins per day (one aggregation of 64-bit fingerprints) and, for the days where they make up
+    more than `max_share` of the rows (a re-delivery under new ids), the later copies (`content_copies`)."""
+    twins = content_twins(events)
+    per_day = twins.groupBy(DT).agg(F.sum("twins").alias("twins"))
+    totals = events.groupBy(DT).count().join(per_day, on=DT)
+    counts = {str(r[DT]): (int(r["twins"]), int(r["count"])) for r in totals.collect()}
+    flagged = sorted(d for d, (n, rows) in counts.items() if rows and n / rows > max_share)
+    return {d: n for d, (n, _) in counts.items()}, content_copies(events, twins, flagged) if flagged else None
+
+
+def _personal(name: str, *, keep_personal: bool, salt: str) -> Column:
+    """The quarantined copy of a personal field: a salted 12-hex hash (ids) or `<masked>` (email_hash,
+    query). An email_hash that is not a digest (e.g. a raw email) is masked even with `keep_personal`."""
+    c = F.col(name)
+    if name == "email_hash":
+        digest = c.rlike(_DIGEST)
+        return F.when(c.isNull(), None).when(digest & F.lit(keep_personal), c).otherwise(F.lit(MASKED))
+    if keep_personal:
+        return c
+    if name in PERSONAL_TEXT:
+        return F.when(c.isNotNull(), F.lit(MASKED))
+    return F.when(c.isNotNull(), F.concat(F.lit("h:"), F.substring(F.sha2(F.concat(F.lit(salt), c), 256), 1, 12)))
+
+
+def to_quarantine(checked: DataFrame, dataset: str, *, keep: tuple[str, ...] = (), keep_personal: bool = False,
+                  salt: str = "") -> DataFrame:
     """The rows with reasons in the contract `quarantine` schema (and `dt` for partitioning).
 
     `row_json` holds the row as read (typed contract fields), the raw text of fields that failed
-    their type (`_raw`) and the source file (`_file`). Columns named in `keep` are carried along
-    (the validate stage keeps a few for its metrics and the row key).
+    their type (`_raw`) and the source file (`_file`). Personal fields (`PERSONAL_IDS`,
+    `PERSONAL_TEXT`) are replaced by a salted hash or `<masked>` unless `keep_personal`. Columns named
+    in `keep` are carried along (the validate stage keeps a few for its metrics and the row key).
     """
     names = load(dataset).names
-    parts = [F.col(n) for n in names]
+    parts = [_personal(n, keep_personal=keep_personal, salt=salt).alias(n)
+             if n in PERSONAL_IDS + PERSONAL_TEXT else F.col(n) for n in names]
     if RAW in checked.columns:
         # only the fields that failed their type (the map holds a null for the others)
         parts.append(F.map_filter(F.col(RAW), lambda k, v: v.isNotNull()).alias("_raw"))

@@ -7,14 +7,16 @@ Three suites, each validated once per run on one small frame:
 - `events_days`: one row per pending day (`quality.batch.events_day_frame`): the run day's partition is
   present, quarantine / unknown-item / no-identity shares, volume against the trailing 7- and 28-day
   medians, overall and per device type.
-- `catalog_day`: the run day's catalog (item_id, category_path, price, brand): present, and the share of
-  items with a category, a price and a brand.
+- `catalog_days`: one row per pending day with a catalog (`quality.batch.catalog_day_frame`): the run
+  day's snapshot is present, the shares of items with a category and a price (required: absolute
+  minimums), and each optional attribute's coverage against its own trailing median.
 
 Every expectation carries `meta` (check name, dataset, severity, threshold) so that a GX result turns
 into a finding dict. Only the run's own day gates; a failed check on an older pending day is a warning.
 """
 from __future__ import annotations
 
+import html
 import logging
 import math
 import os
@@ -26,7 +28,7 @@ from quality import batch, rules
 log = logging.getLogger(__name__)
 
 SCHEMA_FAIL_STATUSES = ("missing_required", "wrong_type")
-SCHEMA_WARN_STATUSES = ("extra_column", "missing_optional")
+SCHEMA_WARN_STATUSES = ("extra_column",)
 SCHEMA_INDEX = ["ds", "dataset", "file", "column", "expected", "observed"]
 
 
@@ -80,6 +82,8 @@ def events_day_checks(q) -> list[Check]:
     out = [Check("events", "events_partition_present", "rows_run_day", min_value=1, severity=q.on_missing_partition),
            Check("events", "quarantine_share", "quarantine_share", max_value=q.max_quarantine_share,
                  severity=q.on_quarantine_share),
+           Check("events", "content_duplicates", "content_twin_share", max_value=q.content_duplicate_max_share,
+                 severity=q.on_content_duplicates),
            Check("events", "unknown_item_share", "unknown_item_share", max_value=q.max_unknown_item_share,
                  severity=q.on_unknown_items),
            Check("events", "no_identity_share", "no_identity_share", max_value=q.max_no_identity_share,
@@ -93,15 +97,17 @@ def events_day_checks(q) -> list[Check]:
     return out
 
 
-def catalog_checks(q) -> list[Check]:
-    """Checks of the `catalog_day` frame (the run day's catalog)."""
-    return [Check("catalog", "catalog_present", None, min_value=1, kind="row_count", severity=q.on_missing_partition),
-            Check("catalog", "catalog_category_coverage", "category_path", min_value=q.min_catalog_category_coverage,
-                  kind="non_null_share", severity=q.on_catalog_coverage),
-            Check("catalog", "catalog_price_coverage", "price", min_value=q.min_catalog_price_coverage,
-                  kind="non_null_share", severity=q.on_catalog_coverage),
-            Check("catalog", "catalog_brand_coverage", "brand", min_value=q.min_catalog_brand_coverage,
-                  kind="non_null_share", severity=q.on_catalog_coverage)]
+def catalog_day_checks(q) -> list[Check]:
+    """Checks of the `catalog_days` frame (`quality.batch.catalog_day_frame`)."""
+    out = [Check("catalog", "catalog_present", "items_run_day", min_value=1, severity=q.on_missing_partition),
+           Check("catalog", "catalog_category_coverage", "category_coverage", min_value=q.min_catalog_category_coverage,
+                 severity=q.on_catalog_coverage),
+           Check("catalog", "catalog_price_coverage", "price_coverage", min_value=q.min_catalog_price_coverage,
+                 severity=q.on_catalog_coverage)]
+    out += [Check("catalog", "catalog_attribute_coverage_vs_trailing", batch.coverage_column(a),
+                  min_value=q.catalog_attribute_min_ratio, severity=q.on_catalog_coverage, subject=a)
+            for a in q.catalog_attributes]
+    return out
 
 
 def _plain(v):
@@ -183,6 +189,26 @@ class GateRunner:
         return self.docs_dir
 
 
+def _safe(v):
+    """Input-derived text as GX may render it in the data docs: HTML-escaped before GX sees it (we do not
+    rely on GX's renderers to escape), so a file or column name can never inject markup."""
+    return None if v is None else html.escape(str(v))
+
+
+def schema_frame(rows: list[dict]):
+    """The `raw_schema` frame: one row per schema finding (`quality.raw.inspect_files`).
+
+    Names and types come from the inputs, so they are passed to GX HTML-escaped; `row` points back to
+    the original finding in `rows` (what `schema_findings` reports).
+    """
+    import pandas as pd
+
+    records = [{**{k: _safe(r.get(k)) for k in SCHEMA_INDEX}, "status": r["status"], "row": i}
+               for i, r in enumerate(rows)]
+    frame = pd.DataFrame.from_records(records, columns=SCHEMA_INDEX + ["status", "row"])
+    return frame.astype("object").where(frame.notna(), None)
+
+
 def _by_meta(result) -> list[tuple[dict, object]]:
     return [(r.expectation_config.meta or {}, r) for r in result.results]
 
@@ -199,7 +225,10 @@ def _bounds(meta: dict, observed) -> tuple[float | None, str | None]:
 
 
 def day_findings(result, frame, run_date: str) -> list[dict]:
-    """Findings of the `events_days` suite: every check of the run day, and the non-passing ones of older days."""
+    """Findings of a per-day suite (`events_days`, `catalog_days`).
+
+    Every check of the run day, and the non-passing ones of older days.
+    """
     out = []
     for meta, r in _by_meta(result):
         column = r.expectation_config.kwargs.get("column")
@@ -223,6 +252,9 @@ def day_findings(result, frame, run_date: str) -> list[dict]:
                     detail = f"day volume / trailing {n}-day median" + (f" of {_fmt(median)} events" if median else "")
                 if passed is None:
                     detail = "too few trailing days with events, or a device type below device_min_share"
+            elif meta["check"] == "catalog_attribute_coverage_vs_trailing":
+                detail = ("the day's share of items with the attribute / its trailing median" if passed is not None else
+                          "a new shop (too few trailing catalog days) or an attribute the shop does not send")
             elif passed is None:
                 detail = "no rows"
             out.append(finding(dataset=meta["dataset"], check=meta["check"], ds=ds, run_date=run_date,
@@ -231,11 +263,15 @@ def day_findings(result, frame, run_date: str) -> list[dict]:
     return out
 
 
-def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]]) -> list[dict]:
-    """Findings of the `raw_schema` suite: one per problem row, and one passed per (dataset, run day)."""
+def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]], rows: list[dict]) -> list[dict]:
+    """Findings of the `raw_schema` suite: one per problem row, and one passed per (dataset, run day).
+
+    `rows` are the findings `schema_frame` was made from (the findings carry their original text).
+    """
     out, flagged = [], set()
     for meta, r in _by_meta(result):
-        for u in r.result.get("unexpected_index_list") or []:
+        for hit in r.result.get("unexpected_index_list") or []:
+            u = rows[int(hit["row"])]
             ds, dataset = str(u["ds"]), str(u["dataset"])
             flagged.add((ds, dataset))
             status = u.get("status")
@@ -250,9 +286,6 @@ def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]])
             elif status == "wrong_type":
                 detail = "column of another type than the contract's"
                 observed, threshold = u.get("observed"), u.get("expected")
-            elif status == "missing_optional":
-                detail = "optional column missing"
-                observed, threshold = "missing", u.get("expected")
             else:
                 detail = "column not in the contract"
                 observed, threshold = u.get("observed"), "absent"
@@ -263,22 +296,6 @@ def schema_findings(result, run_date: str, days_datasets: list[tuple[str, str]])
         if ds == run_date and (ds, dataset) not in flagged:
             out.append(finding(dataset=dataset, check="schema_drift", ds=ds, run_date=run_date, severity="fail",
                                passed=True, observed="contract schema", threshold="contract schema", comparison="=="))
-    return out
-
-
-def catalog_findings(result, run_date: str) -> list[dict]:
-    """Findings of the `catalog_day` suite (all on the run day)."""
-    out = []
-    for meta, r in _by_meta(result):
-        observed = _plain(r.result.get("observed_value"))
-        passed = bool(r.success)
-        if observed is None and meta["check"] != "catalog_present":
-            passed = None  # no catalog rows: reported by catalog_present
-        threshold, comparison = _bounds(meta, observed)
-        detail = "share of items with a value" if meta["check"] != "catalog_present" else "items in the snapshot"
-        out.append(finding(dataset="catalog", check=meta["check"], ds=run_date, run_date=run_date,
-                           severity=meta["severity"], passed=passed, observed=observed, threshold=threshold,
-                           comparison=comparison, detail=detail if passed is not None else "no catalog rows"))
     return out
 
 

@@ -190,9 +190,9 @@ def test_read_normalized__bad_types_become_reasons_not_crashes(spark, cfg):
     with gzip.open(f"{layout.raw('events', D)}/more.jsonl.gz", "wt") as f:
         f.write("\n".join(lines) + "\n")
 
-    inspected = raw.inspect_files(raw.list_raw_files(layout, "events", D))
+    inspected = raw.inspect_files(raw.list_raw_files(layout.raw("events", D), "events", D))
     status = {(os.path.basename(x["file"]), x["column"]): x["status"] for i in inspected for x in i.findings}
-    assert status[("part-0.parquet", "price")] == "wrong_type"
+    assert status[("part-0.parquet", "price")] == "text"  # parsed value by value, as in JSON Lines
     assert status[("part-0.parquet", "quantity")] == "ok"  # whole floats are fine for an int column
 
     frame = raw.read_normalized(spark, inspected, "events")
@@ -223,25 +223,26 @@ def test_run__good_rows_untouched_quarantine_holds_reasons_and_rerun_is_idempote
     good = [_event(bad_day, i) for i in range(20)]
     bad = [_event(bad_day, 100, event_type="purchase", quantity=1, order_id="o1", price=-1.0),
            _event(bad_day, 101, item_id="zz", event_time=_ts(days[0], 10)),
-           dict(good[0])]  # a second delivery of the first event
+           _event(bad_day, 102, event_type=None),
+           dict(good[0])]  # a second delivery of the first event: counts once, dropped (not a bad row)
     _write(cfg, "events", bad_day, good + bad)
 
     summary = validate.run(spark, cfg, D)
     layout = Layout(cfg.data_root)
 
     assert summary["passed"] and summary["pending_days"] == days
-    assert summary["quarantine"]["events"] == {"bad_price": 1, "duplicate_event_id": 1, "outside_day": 1,
+    assert summary["quarantine"]["events"] == {"bad_price": 1, "null_required:event_type": 1, "outside_day": 1,
                                                "unknown_item": 1}
+    assert summary["days"][bad_day]["events"]["duplicates_dropped"] == 1
     # good rows pass through untouched, with exactly the contract columns
     out = spark.read.parquet(layout.validated("events", bad_day))
     assert out.columns == schemas.load("events").names
     assert _contract_rows(out, "events") == _arrow_rows(good, "events")
     q = {r["event_id"]: r for r in spark.read.parquet(layout.quarantine("events", bad_day)).collect()}
-    assert sorted(q) == ["e-2026-03-03-0", "e-2026-03-03-100", "e-2026-03-03-101"]
+    assert sorted(q) == ["e-2026-03-03-100", "e-2026-03-03-101", "e-2026-03-03-102"]
     assert q["e-2026-03-03-101"]["reasons"] == ["outside_day", "unknown_item"]
-    assert q["e-2026-03-03-0"]["reasons"] == ["duplicate_event_id"]
     assert json.loads(q["e-2026-03-03-100"]["row_json"])["price"] == -1.0
-    # an older day's high quarantine share (3 of 23 > 10%) is a warning, not a stop
+    # an older day's high quarantine share (3 of 23 > 10%; the dropped duplicate is not counted) is a warning
     assert [(w["ds"], w["check"]) for w in summary["warnings"]] == [(bad_day, "quarantine_share")]
     # reports
     report = json.load(open(summary["reports"]["json"]))
@@ -256,14 +257,14 @@ def test_run__good_rows_untouched_quarantine_holds_reasons_and_rerun_is_idempote
     assert again["pending_days"] == [] and again["skipped_days"] == 5 and again["passed"]
     assert os.stat(marker).st_mtime_ns == before
     # a late re-delivery of one day makes only that day pending; an id already published by another
-    # day is a duplicate delivery
+    # day is a duplicate delivery: dropped and counted, not quarantined
     resent = dict(_event(days[0], 5), event_time=_ts(days[1], 11))
     _write(cfg, "events", days[1], [_event(days[1], i) for i in range(21)] + [resent])
     third = validate.run(spark, cfg, D)
     assert third["pending_days"] == [days[1]]
     assert spark.read.parquet(layout.validated("events", days[1])).count() == 21
-    assert [(r["event_id"], r["reasons"]) for r in spark.read.parquet(layout.quarantine("events", days[1])).collect()] == [
-        (resent["event_id"], ["duplicate_event_id"])]
+    assert third["days"][days[1]]["events"]["duplicates_dropped"] == 1
+    assert not os.path.exists(layout.quarantine("events", days[1]))
 
 
 def test_run__volume_device_and_catalog_gates_stop_the_run_day(spark, cfg):

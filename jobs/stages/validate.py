@@ -34,19 +34,25 @@ import shutil
 import time
 import uuid
 
-from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
+from pyspark.sql import DataFrame, SparkSession, functions as F
 
+from jobs.config import QualityConfig, RecsConfig
 from jobs.storage import io
 from jobs.storage.layout import Layout, window
 from quality import QualityGateError, batch, raw, report, rules, suites
+from quality.split import split_rows
 from schemas import load
 
 log = logging.getLogger(__name__)
 
 MARKER = "_recs_validated.json"
-RULES_VERSION = "1"  # bump when a row rule changes: every validated day is then redone
+RULES_VERSION = "2"  # bump when a row rule changes: every validated day is then redone
 DATASETS = ("events", "catalog", "profiles")
 _PUBLISH_ORDER = ("catalog", "profiles", "events")  # events last: its marker commits the day
+# The row checks compile to one large method; past the JVM's 8000-byte JIT limit it would run interpreted,
+# so let Spark split it instead of fusing it into one whole-stage method (about 1.3-2x faster here).
+HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
+_SUMMARY_KEYS = ("rows", "good", "quarantined", "reasons", "duplicates_dropped", "naive_timestamps", "content_twins")
 
 
 @dataclasses.dataclass
@@ -70,61 +76,66 @@ class DayPlan:
         return bool(self.files["events"]) or not self.marker.get("raw_files", {}).get("events")
 
 
-def _raw_days(layout: Layout, dataset: str) -> list[str]:
-    fs, p = io.fs_for(layout.raw(dataset))
-    if not fs.exists(p):
-        return []
-    out = []
-    for entry in fs.ls(p, detail=False):
-        name = posixpath.basename(entry.rstrip("/"))
-        if name.startswith("dt="):
-            out.append(name[3:])
-    return sorted(out)
+@dataclasses.dataclass
+class Inputs:
+    """The pending days' raw inputs after inspection, normalisation and the row checks."""
+
+    inspected: dict[str, list[raw.InspectedFile]]
+    borrowed: list[raw.InspectedFile]  # catalogs of validated days that pending days are checked against
+    rows: dict[str, DataFrame | None]
+    checked: dict[str, DataFrame | None]
+    catalog_all: DataFrame | None
+    content_twins: dict[str, int]  # per day: event_ids whose content came first in another file
 
 
 def _fingerprint(files: dict[str, list[raw.RawFile]], catalog_day: str | None, catalog_files: list[raw.RawFile],
-                 late_arrival_hours: float) -> str:
+                 q: QualityConfig) -> str:
     payload = {"rules": RULES_VERSION, "schemas": {n: load(n).version for n in DATASETS + ("quarantine",)},
-               "late_arrival_hours": late_arrival_hours,
+               "late_arrival_hours": q.late_arrival_hours, "naive_timestamps": q.naive_timestamps,
+               "content_duplicate_max_share": q.content_duplicate_max_share,
+               "quarantine_keep_personal": q.quarantine_keep_personal,
                "files": {n: [f.stamp() for f in fs] for n, fs in files.items()},
                "catalog_day": catalog_day, "catalog_files": [f.stamp() for f in catalog_files]}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def plan_days(layout: Layout, days: list[str], late_arrival_hours: float) -> list[DayPlan]:
+def _marker(layout: Layout, ds: str) -> dict | None:
+    return io.read_json(posixpath.join(layout.validated("events", ds), MARKER))
+
+
+def plan_days(layout: Layout, days: list[str], q: QualityConfig) -> list[DayPlan]:
     """Lists the raw files of each day and reads its marker (cheap: listings and small JSON files)."""
-    catalog_days = _raw_days(layout, "catalog")
+    catalog_days = io.partition_dates(layout.raw("catalog"))
     plans = []
     for d in days:
-        files = {n: raw.list_raw_files(layout, n, d) for n in DATASETS}
+        files = {n: raw.list_raw_files(layout.raw(n, d), n, d) for n in DATASETS}
         if files["catalog"]:
             cday, cfiles = d, files["catalog"]
         else:
             # no snapshot that day: check its events against the latest earlier one that has files
             cday, cfiles = None, []
             for c in reversed([c for c in catalog_days if c < d]):
-                cfiles = raw.list_raw_files(layout, "catalog", c)
+                cfiles = raw.list_raw_files(layout.raw("catalog", c), "catalog", c)
                 if cfiles:
                     cday = c
                     break
-        fp = _fingerprint(files, cday, cfiles if cday != d else [], late_arrival_hours)
-        marker = io.read_json(posixpath.join(layout.validated("events", d), MARKER))
-        plans.append(DayPlan(d, files, cday, cfiles, fp, marker))
+        fp = _fingerprint(files, cday, cfiles if cday != d else [], q)
+        plans.append(DayPlan(d, files, cday, cfiles, fp, _marker(layout, d)))
     return plans
 
 
-def _history(layout: Layout, plans: list[DayPlan], metrics: dict[str, dict]) -> dict[str, dict]:
-    """Events metrics of the pending days, of the validated window days (from their markers) and of the
-    validated days up to 28 days before the window (the trailing baselines of its first days)."""
-    out = {p.ds: p.marker["metrics"]["events"] for p in plans
-           if not p.pending and p.marker and "events" in p.marker.get("metrics", {})}
+def _history(layout: Layout, plans: list[DayPlan], metrics: dict[str, dict], dataset: str) -> dict[str, dict]:
+    """`dataset`'s metrics of the pending days, of the validated window days (from their markers) and of
+    the validated days up to 28 days before the window (the trailing baselines of its first days)."""
+    out = {p.ds: p.marker["metrics"][dataset] for p in plans
+           if not p.pending and p.marker and dataset in p.marker.get("metrics", {})}
     out.update(metrics)
     first = dt.date.fromisoformat(plans[0].ds)
     for i in range(1, max(batch.BASELINE_DAYS) + 1):
         ds = (first - dt.timedelta(days=i)).isoformat()
-        marker = io.read_json(posixpath.join(layout.validated("events", ds), MARKER))
-        if marker and "events" in marker.get("metrics", {}):
-            out[ds] = marker["metrics"]["events"]
+        marker = _marker(layout, ds)
+        if marker and dataset in marker.get("metrics", {}):
+            out[ds] = marker["metrics"][dataset]
     return out
 
 
@@ -150,74 +161,6 @@ def _empty_parquet(folder: str, dataset: str) -> None:
     fs.makedirs(p, exist_ok=True)
     with fs.open(posixpath.join(p, "part-00000.parquet"), "wb") as f:
         pq.write_table(load(dataset).arrow().empty_table(), f)
-
-
-_METRIC_COLUMNS = {"events": ("device_type", "event_type", "anonymous_id", "user_id", "item_id"),
-                   "catalog": (), "profiles": ()}
-_ROW_KEY = [rules.SOURCE_FILE, rules.SOURCE_POS]
-# The row checks compile to one large method; past the JVM's 8000-byte JIT limit it would run interpreted,
-# so let Spark split it instead of fusing it into one whole-stage method (about 1.3-2x faster here).
-HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
-
-
-def _quarantine_schema() -> T.StructType:
-    return T.StructType(list(load("quarantine").spark().fields) + [T.StructField(rules.DT, T.StringType())])
-
-
-def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, rows: DataFrame | None,
-               stage: str, unreadable: list[dict], timings: dict | None = None) -> dict[str, dict]:
-    """Writes the good and the quarantined rows of all pending days to the staging folder; returns metrics.
-
-    Two passes over the raw rows, no cache: pass 1 runs every check and writes only the bad rows (a
-    few %) with their row keys (source file, position); pass 2 re-reads the rows, drops those keys with a
-    broadcast anti-join and writes the good rows without evaluating a check again. The per-day metrics
-    then come from reading a few columns of both outputs.
-
-    Parameters
-    ----------
-    checked : output of `check_<dataset>_rows` over `rows` (None when no file was readable).
-    rows : the normalized raw rows (`quality.raw.read_normalized`).
-    unreadable : quarantine rows for whole unreadable files (`raw.unreadable_quarantine_rows`).
-    timings : when given, receives the seconds of each pass.
-    """
-    base = f"{stage}/{dataset}"
-    timings = {} if timings is None else timings
-    started = time.time()
-
-    def lap(name: str) -> None:
-        nonlocal started
-        timings[f"{dataset}_{name}"] = round(time.time() - started, 2)
-        started = time.time()
-
-    quarantine_parts = []
-    if unreadable:
-        quarantine_parts.append(spark.createDataFrame(unreadable, schema=_quarantine_schema()))
-    if checked is None:
-        if quarantine_parts:
-            quarantine_parts[0].write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/quarantine")
-        return {}
-    keep = _METRIC_COLUMNS[dataset] + tuple(_ROW_KEY)
-    rules.to_quarantine(checked, dataset, keep=keep).write.mode("overwrite").parquet(f"{base}/bad")  # pass 1
-    lap("checks")
-    bad = spark.read.parquet(f"{base}/bad")
-    keys = bad.select(*_ROW_KEY).distinct()
-    good = rows.join(F.broadcast(keys), on=_ROW_KEY, how="left_anti").select(*load(dataset).names, rules.DT)
-    good.write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/good")  # pass 2
-    lap("good")
-    quarantine_cols = load("quarantine").names + [rules.DT]
-    quarantine = bad.select(*quarantine_cols)
-    for extra in quarantine_parts:
-        quarantine = quarantine.unionByName(extra)
-    quarantine.write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/quarantine")
-    lap("quarantine")
-    good_metrics = {}
-    if io.has_data(f"{base}/good"):  # no file at all when every row was quarantined
-        written = spark.read.parquet(f"{base}/good")  # dt comes back as a date (partition discovery)
-        good_part = written.select(F.col(rules.DT).cast("string").alias(rules.DT), *_METRIC_COLUMNS[dataset])
-        good_metrics = batch.day_metrics(good_part, dataset, all_good=True)
-    merged = batch.merge_metrics(good_metrics, batch.day_metrics(bad, dataset), dataset)
-    lap("metrics")
-    return merged
 
 
 def _retract(layout: Layout, ds: str) -> None:
@@ -260,28 +203,157 @@ def _publish_quarantine(layout: Layout, ds: str, stage: str) -> None:
                 ffs.rm(final_p, recursive=True)
 
 
-def _catalog_frame(catalog_norm: DataFrame | None, ds: str):
-    """The run day's catalog as a small pandas frame for the `catalog_day` suite (blank text = missing)."""
-    import pandas as pd
+def read_and_check(spark: SparkSession, layout: Layout, plans: list[DayPlan], q: QualityConfig) -> Inputs:
+    """Inspects the pending days' raw files, reads them permissively and runs the row checks (lazy)."""
+    pending = [p for p in plans if p.pending]
+    pending_days = sorted({p.ds for p in pending})
+    inspected = {n: raw.inspect_files([f for p in pending for f in p.files[n]]) for n in DATASETS}
+    borrowed = {f.path: f for p in pending if p.catalog_day and p.catalog_day not in pending_days
+                for f in p.catalog_files}
+    borrowed_inspected = raw.inspect_files([borrowed[k] for k in sorted(borrowed)])
+    if raw.needs_nanos_as_long([i for v in inspected.values() for i in v] + borrowed_inspected):
+        spark.conf.set(raw.NANOS_AS_LONG, "true")
+    catalog_all = raw.read_normalized(spark, inspected["catalog"] + borrowed_inspected, "catalog")
+    rows: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
+    checked: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
+    naive = q.naive_timestamps
+    if catalog_all is not None:
+        rows["catalog"] = catalog_all.where(F.col(rules.DT).isin(pending_days))
+        checked["catalog"] = rules.check_catalog_rows(rows["catalog"], naive_timestamps=naive)
+    rows["profiles"] = raw.read_normalized(spark, inspected["profiles"], "profiles")
+    if rows["profiles"] is not None:
+        checked["profiles"] = rules.check_profile_rows(rows["profiles"], naive_timestamps=naive)
+    rows["events"] = raw.read_normalized(spark, inspected["events"], "events")
+    twins: dict[str, int] = {}
+    if rows["events"] is not None:
+        mapping = [(p.ds, p.catalog_day) for p in pending if p.catalog_day]
+        if catalog_all is not None and mapping:
+            day_map = spark.createDataFrame(mapping, "dt string, catalog_dt string")
+            catalog_items = (catalog_all.select(F.col(rules.DT).alias("catalog_dt"), "item_id")
+                             .join(F.broadcast(day_map), on="catalog_dt").select(rules.DT, "item_id"))
+        else:
+            catalog_items = spark.createDataFrame([], "dt string, item_id string")
+        prior = _prior_event_ids(spark, layout, plans, rows["events"], len(pending_days))
+        twins, copies = rules.content_duplicates(rows["events"], q.content_duplicate_max_share)
+        checked["events"] = rules.check_event_rows(
+            rows["events"], catalog_items=catalog_items, late_arrival_hours=q.late_arrival_hours,
+            prior_event_ids=prior, naive_timestamps=naive, content_copies=copies)
+    return Inputs(inspected, borrowed_inspected, rows, checked, catalog_all, twins)
 
-    cols = ["item_id", "category_path", "price", "brand"]
-    if catalog_norm is None:
-        return pd.DataFrame({c: pd.Series([], dtype="object") for c in cols})
-    blank_null = lambda c: F.when(F.trim(F.col(c)) != "", F.col(c)).alias(c)  # noqa: E731
-    sel = catalog_norm.where(F.col(rules.DT) == ds).select(
-        "item_id", blank_null("category_path"), "price", blank_null("brand"))
-    frame = sel.toArrow().to_pandas()
-    return frame[cols]
+
+def _quarantine_salt(layout: Layout) -> str:
+    """The DATA_ROOT's salt for hashing personal ids in quarantined rows: random, made once, kept."""
+    path = posixpath.join(layout.quarantine("_salt"), "salt.json")
+    stored = io.read_json(path)
+    if not stored:
+        stored = {"salt": uuid.uuid4().hex}
+        io.write_json(path, stored)
+    return stored["salt"]
 
 
-def _schema_frame(rows: list[dict]):
-    import pandas as pd
+def split_all(spark: SparkSession, layout: Layout, inputs: Inputs, pending: list[DayPlan], stage: str,
+              q: QualityConfig, timings: dict) -> dict[str, dict[str, dict]]:
+    """Writes good and quarantined rows of every dataset to `stage`; returns ``{dataset: {ds: metrics}}``."""
+    metrics: dict[str, dict[str, dict]] = {}
+    salt = "" if q.quarantine_keep_personal else _quarantine_salt(layout)
+    days = sorted(p.ds for p in pending)
+    for name in DATASETS:
+        metrics[name] = split_rows(spark, name, checked=inputs.checked[name], rows=inputs.rows[name], stage=stage,
+                                   unreadable=raw.unreadable_quarantine_rows(inputs.inspected[name]),
+                                   timings=timings, days=days, keep_personal=q.quarantine_keep_personal, salt=salt)
+        for p in pending:
+            m = metrics[name].get(p.ds)
+            if m is None and (name == "events" or p.files[name]):
+                m = metrics[name][p.ds] = batch.empty_metrics(name)
+            if m is not None:
+                m["unreadable_files"] = sum(1 for i in inputs.inspected[name] if i.error and i.file.ds == p.ds)
+                m["files"] = len(p.files[name])
+                if name == "events":
+                    m["content_twins"] = inputs.content_twins.get(p.ds, 0)
+    return metrics
 
-    frame = pd.DataFrame.from_records(rows, columns=suites.SCHEMA_INDEX + ["status"])
-    return frame.astype("object").where(frame.notna(), None)
+
+def run_gates(layout: Layout, plans: list[DayPlan], inputs: Inputs, metrics: dict[str, dict[str, dict]],
+              run_date: str, q: QualityConfig) -> tuple[list[dict], str]:
+    """The batch gates (GX suites on small frames); returns the findings and the data docs index."""
+    pending_days = sorted(p.ds for p in plans if p.pending)
+    docs_dir = suites.new_docs_dir()
+    try:
+        gates = suites.GateRunner(docs_dir, run_name=f"validate-{run_date}")
+        schema_rows = [f for v in inputs.inspected.values() for i in v for f in i.findings]
+        for name in DATASETS:
+            schema_rows += batch.all_null_findings(metrics[name], name)
+        schema_result = gates.validate("raw_schema", suites.schema_frame(schema_rows), suites.schema_checks(q),
+                                       index_columns=["row"])
+        days_with_files = sorted({(r["ds"], r["dataset"]) for r in schema_rows})
+        findings = suites.schema_findings(schema_result, run_date, days_with_files, schema_rows)
+        for name, make_frame, checks in (("events", batch.events_day_frame, suites.events_day_checks(q)),
+                                         ("catalog", batch.catalog_day_frame, suites.catalog_day_checks(q))):
+            frame = make_frame(pending_days, run_date, _history(layout, plans, metrics[name], name), q)
+            result = gates.validate(f"{name}_days", frame, checks, index_columns=["ds"])
+            findings += suites.day_findings(result, frame, run_date)
+        docs_index = report.publish_docs(gates.build_docs(), layout.reports(run_date))
+    finally:
+        shutil.rmtree(docs_dir, ignore_errors=True)
+    return findings, docs_index
 
 
-def run(spark: SparkSession, cfg, run_date: str) -> dict:
+def publish(layout: Layout, pending: list[DayPlan], metrics: dict[str, dict[str, dict]], findings: list[dict],
+            run_date: str, stage: str) -> dict[str, dict]:
+    """Publishes each pending day (D is retracted when it failed); returns the per-day summary."""
+    failed = any(f["status"] == "failed" for f in findings)
+    summary_days = {}
+    for p in sorted(pending, key=lambda p: p.ds):
+        per = {n: metrics[n][p.ds] for n in DATASETS if p.ds in metrics[n]}
+        summary_days[p.ds] = {n: {k: v for k, v in m.items() if k in _SUMMARY_KEYS} for n, m in per.items()}
+        if p.ds == run_date and failed:
+            _retract(layout, p.ds)
+            _publish_quarantine(layout, p.ds, stage)
+            continue
+        marker = {"ds": p.ds, "fingerprint": p.fingerprint, "rules_version": RULES_VERSION,
+                  "validated_by_run": run_date, "catalog_day": p.catalog_day,
+                  "raw_files": {n: [f.stamp() for f in fs] for n, fs in p.files.items()},
+                  "metrics": per, "checks": [f for f in findings if f["ds"] == p.ds]}
+        _publish_day(layout, p, stage, marker)
+    return summary_days
+
+
+def validate_pending(spark: SparkSession, layout: Layout, plans: list[DayPlan], run_date: str, q: QualityConfig,
+                     timings: dict) -> tuple[list[dict], dict, dict, str | None]:
+    """Checks, gates and publishes the pending days; returns (findings, metrics, per-day summary, docs index)."""
+    pending = [p for p in plans if p.pending]
+    metrics: dict[str, dict[str, dict]] = {n: {} for n in DATASETS}
+    findings: list[dict] = []
+    docs_index = None
+    stage = layout.validated(f".staging-{uuid.uuid4().hex[:8]}")
+    conf_before = {k: spark.conf.get(k, None) for k in (raw.NANOS_AS_LONG, HUGE_METHOD_LIMIT)}
+    tick = time.time()
+    try:
+        spark.conf.set(HUGE_METHOD_LIMIT, "8000")
+        if pending:
+            inputs = read_and_check(spark, layout, plans, q)
+            metrics = split_all(spark, layout, inputs, pending, stage, q, timings)
+            timings["rows"] = round(time.time() - tick, 2)
+            findings, docs_index = run_gates(layout, plans, inputs, metrics, run_date, q)
+            timings["gates"] = round(time.time() - tick - timings["rows"], 2)
+        plan = next(p for p in plans if p.ds == run_date)
+        if not plan.pending and plan.marker:
+            # D already validated by an earlier run: its checks passed then; carry them into this report
+            findings += [{**f, "reused": True} for f in plan.marker.get("checks", [])]
+        summary_days = publish(layout, pending, metrics, findings, run_date, stage)
+    finally:
+        for k, v in conf_before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+        fs, stage_p = io.fs_for(stage)
+        if fs.exists(stage_p):
+            fs.rm(stage_p, recursive=True)
+    return findings, metrics, summary_days, docs_index
+
+
+def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     """Validates the pending days of the window ending `run_date`; raises `QualityGateError` if D fails.
 
     Returns
@@ -294,154 +366,25 @@ def run(spark: SparkSession, cfg, run_date: str) -> dict:
     """
     started = time.time()
     layout = Layout(cfg.data_root)
-    q = cfg.quality
     run_date = dt.date.fromisoformat(str(run_date)).isoformat()
-    plans = plan_days(layout, window(run_date, cfg.window_days), q.late_arrival_hours)
-    pending = [p for p in plans if p.pending]
-    pending_days = {p.ds for p in pending}
-    by_day = {p.ds: p for p in plans}
-    log.info("validate %s: %d pending day(s), %d already validated", run_date, len(pending), len(plans) - len(pending))
-
-    stage = layout.validated(f".staging-{uuid.uuid4().hex[:8]}")
-    conf_before = {k: spark.conf.get(k, None) for k in (raw.NANOS_AS_LONG, HUGE_METHOD_LIMIT)}
-    findings: list[dict] = []
-    summary_days: dict[str, dict] = {}
-    metrics: dict[str, dict[str, dict]] = {n: {} for n in DATASETS}
-    docs_index = None
+    plans = plan_days(layout, window(run_date, cfg.window_days), cfg.quality)
+    pending_days = sorted(p.ds for p in plans if p.pending)
+    log.info("validate %s: %d pending day(s), %d already validated", run_date, len(pending_days),
+             len(plans) - len(pending_days))
     timings: dict[str, float] = {}
-    tick = time.time()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        timings[name] = round(time.time() - tick, 2)
-        log.info("validate %s: %s %.1fs", run_date, name, timings[name])
-        tick = time.time()
-
-    lap("plan")
-    try:
-        spark.conf.set(HUGE_METHOD_LIMIT, "8000")
-        if pending:
-            inspected = {n: raw.inspect_files([f for p in pending for f in p.files[n]]) for n in DATASETS}
-            # catalogs that pending days borrow from a validated day (no snapshot of their own)
-            borrowed = {f.path: f for p in pending if p.catalog_day and p.catalog_day not in pending_days
-                        for f in p.catalog_files}
-            borrowed_inspected = raw.inspect_files([borrowed[k] for k in sorted(borrowed)])
-            if raw.needs_nanos_as_long([i for v in inspected.values() for i in v] + borrowed_inspected):
-                spark.conf.set(raw.NANOS_AS_LONG, "true")
-            lap("inspect")
-
-            # --- row checks: all pending days of a dataset in one pass
-            n_days = len(pending_days)
-            catalog_all = raw.read_normalized(spark, inspected["catalog"] + borrowed_inspected, "catalog")
-            rows: dict[str, DataFrame | None] = {"catalog": None, "profiles": None, "events": None}
-            checked: dict[str, DataFrame | None] = {"catalog": None, "profiles": None, "events": None}
-            if catalog_all is not None:
-                rows["catalog"] = catalog_all.where(F.col(rules.DT).isin(sorted(pending_days)))
-                checked["catalog"] = rules.check_catalog_rows(rows["catalog"])
-            rows["profiles"] = raw.read_normalized(spark, inspected["profiles"], "profiles")
-            if rows["profiles"] is not None:
-                checked["profiles"] = rules.check_profile_rows(rows["profiles"])
-            rows["events"] = raw.read_normalized(spark, inspected["events"], "events")
-            if rows["events"] is not None:
-                mapping = [(p.ds, p.catalog_day) for p in pending if p.catalog_day]
-                if catalog_all is not None and mapping:
-                    day_map = spark.createDataFrame(mapping, "dt string, catalog_dt string")
-                    catalog_items = (catalog_all.select(F.col(rules.DT).alias("catalog_dt"), "item_id")
-                                     .join(F.broadcast(day_map), on="catalog_dt").select(rules.DT, "item_id"))
-                else:
-                    catalog_items = spark.createDataFrame([], "dt string, item_id string")
-                prior = _prior_event_ids(spark, layout, plans, rows["events"], n_days)
-                checked["events"] = rules.check_event_rows(
-                    rows["events"], catalog_items=catalog_items, late_arrival_hours=q.late_arrival_hours,
-                    prior_event_ids=prior)
-
-            for name in DATASETS:
-                metrics[name] = split_rows(spark, name, checked=checked[name], rows=rows[name], stage=stage,
-                                           unreadable=raw.unreadable_quarantine_rows(inspected[name]),
-                                           timings=timings)
-                lap(f"{name}_rows")
-                for p in pending:
-                    m = metrics[name].get(p.ds)
-                    if m is None and (name == "events" or p.files[name]):
-                        m = metrics[name][p.ds] = batch.empty_metrics(name)
-                    if m is not None:
-                        m["unreadable_files"] = sum(1 for i in inspected[name] if i.error and i.file.ds == p.ds)
-                        m["files"] = len(p.files[name])
-
-            # --- batch gates (GX) on small frames
-            docs_dir = suites.new_docs_dir()
-            gates = suites.GateRunner(docs_dir, run_name=f"validate-{run_date}")
-            schema_rows = [f for v in inspected.values() for i in v for f in i.findings]
-            for name in DATASETS:
-                schema_rows += batch.all_null_findings(metrics[name], name)
-            schema_result = gates.validate("raw_schema", _schema_frame(schema_rows), suites.schema_checks(q),
-                                           index_columns=suites.SCHEMA_INDEX)
-            days_with_files = sorted({(r["ds"], r["dataset"]) for r in schema_rows})
-            findings += suites.schema_findings(schema_result, run_date, days_with_files)
-            history = _history(layout, plans, metrics["events"])
-            day_frame = batch.events_day_frame(sorted(pending_days), run_date, history, q)
-            findings += suites.day_findings(gates.validate("events_days", day_frame, suites.events_day_checks(q),
-                                                           index_columns=["ds"]), day_frame, run_date)
-            if run_date in pending_days:
-                catalog_frame = _catalog_frame(catalog_all, run_date)
-                findings += suites.catalog_findings(gates.validate("catalog_day", catalog_frame,
-                                                                   suites.catalog_checks(q)), run_date)
-            docs_index = report.publish_docs(gates.build_docs(), layout.reports(run_date))
-            shutil.rmtree(docs_dir, ignore_errors=True)
-            lap("gates")
-
-        # D already validated by an earlier run: its checks passed then; carry them into this report
-        if run_date not in pending_days and by_day[run_date].marker:
-            findings += [{**f, "reused": True} for f in by_day[run_date].marker.get("checks", [])]
-
-        failures = [f for f in findings if f["status"] == "failed"]
-        warnings = [f for f in findings if f["status"] == "warned"]
-
-        # --- publish
-        for p in sorted(pending, key=lambda p: p.ds):
-            per = {n: metrics[n][p.ds] for n in DATASETS if p.ds in metrics[n]}
-            summary_days[p.ds] = {n: {k: v for k, v in m.items() if k in ("rows", "good", "quarantined", "reasons")}
-                                  for n, m in per.items()}
-            if p.ds == run_date and failures:
-                _retract(layout, p.ds)
-                _publish_quarantine(layout, p.ds, stage)
-                continue
-            marker = {"ds": p.ds, "fingerprint": p.fingerprint, "rules_version": RULES_VERSION,
-                      "validated_by_run": run_date, "catalog_day": p.catalog_day,
-                      "raw_files": {n: [f.stamp() for f in fs] for n, fs in p.files.items()},
-                      "metrics": per, "checks": [f for f in findings if f["ds"] == p.ds]}
-            _publish_day(layout, p, stage, marker)
-        lap("publish")
-    finally:
-        for k, v in conf_before.items():
-            if v is None:
-                spark.conf.unset(k)
-            else:
-                spark.conf.set(k, v)
-        fs, stage_p = io.fs_for(stage)
-        if fs.exists(stage_p):
-            fs.rm(stage_p, recursive=True)
-
-    quarantine_totals: dict[str, dict[str, int]] = {}
-    for name in DATASETS:
-        totals: dict[str, int] = {}
-        for ds in pending_days:
-            m = metrics[name].get(ds)
-            for reason, n in (m or {}).get("reasons", {}).items():
-                totals[reason] = totals.get(reason, 0) + n
-            if m and m.get("unreadable_files"):
-                totals[rules.UNREADABLE_FILE] = totals.get(rules.UNREADABLE_FILE, 0) + m["unreadable_files"]
-        quarantine_totals[name] = dict(sorted(totals.items()))
+    findings, metrics, summary_days, docs_index = validate_pending(spark, layout, plans, run_date, cfg.quality,
+                                                                   timings)
+    failures = [f for f in findings if f["status"] == "failed"]
+    warnings = [f for f in findings if f["status"] == "warned"]
     reports_dir = layout.reports(run_date)
     if docs_index is None and io.exists(posixpath.join(reports_dir, "data_docs", "index.html")):
         docs_index = posixpath.join(reports_dir, "data_docs", "index.html")  # from the run that validated D
     summary = {"run_date": run_date, "window": [plans[0].ds, plans[-1].ds],
-               "pending_days": sorted(pending_days), "skipped_days": len(plans) - len(pending),
-               "days": summary_days, "quarantine": quarantine_totals,
+               "pending_days": pending_days, "skipped_days": len(plans) - len(pending_days),
+               "days": summary_days, "quarantine": batch.quarantine_totals(metrics, pending_days),
                "checks": findings, "failures": failures, "warnings": warnings, "passed": not failures,
                "reports": {"data_docs": docs_index, "data_docs_relative": "data_docs/index.html"},
-               "timings": timings}
-    summary["seconds"] = round(time.time() - started, 1)
+               "timings": timings, "seconds": round(time.time() - started, 1)}
     summary["reports"].update(report.write_reports(summary, reports_dir))
     if failures:
         raise QualityGateError(failures, report=summary["reports"]["json"])
