@@ -139,6 +139,13 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Retention and erasure (jobs/privacy/): what `recs purge` deletes; not part of the output fingerprint."""
+    retention_days: int
+    purge_raw: bool
+
+
+@dataclass(frozen=True)
 class RecsConfig:
     window_days: int
     top_n: int
@@ -155,6 +162,7 @@ class RecsConfig:
     export: ExportConfig
     experiment: ExperimentConfig
     spark: SparkConfig
+    privacy: PrivacyConfig
     data_root: str = ""
 
     def fingerprint(self) -> str:
@@ -162,6 +170,7 @@ class RecsConfig:
         d = dataclasses.asdict(self)
         d.pop("data_root")
         d.pop("spark")
+        d.pop("privacy")  # retention does not shape tonight's lists
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=list).encode()).hexdigest()[:10]
 
     def replace(self, **changes) -> "RecsConfig":
