@@ -1,4 +1,5 @@
-"""Nightly recommendations: one task per stage of `jobs.pipeline.STAGES`, for the run's logical date.
+"""Nightly recommendations: one task per stage of `jobs.pipeline.STAGES`, for the run's logical date, then `purge`
+(retention: personal data older than `privacy.retention_days` goes).
 
 The DAG file imports only the Airflow SDK and the standard library: Spark, implicit, ScaNN and GX are
 imported inside the tasks. Tasks exchange only the run date (XCom) and write to DATA_ROOT, so each task
@@ -61,9 +62,21 @@ def nightly_recommendations():
 
         return run_stage
 
+    @task(task_id="purge")
+    def purge(run_date: str, params=None) -> dict:
+        """Maintenance after the last stage: deletes personal data older than `privacy.retention_days`."""
+        from jobs.config import load_config
+        from jobs.privacy.retention import purge_for_config
+
+        cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
+                          data_root=params["data_root"])
+        summary = purge_for_config(cfg, run_date)
+        return {k: summary[k] for k in ("cutoff", "partitions", "files", "bytes")}
+
     run_date = resolve_run_date()
     for stage in STAGES:
         run_date = stage_task(stage)(run_date)
+    purge(run_date)
 
 
 nightly_recommendations()

@@ -136,6 +136,36 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_purge(args) -> int:
+    from jobs.privacy.retention import purge_for_config
+
+    summary = purge_for_config(_config(args), args.date, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for dataset, e in sorted(summary["removed"].items()):
+        print(f"  {dataset:<28} {e['partitions']:>5} partition(s) {e['files']:>7} file(s) {e['bytes']:>14,} bytes "
+              f"({e['dates'][0]} .. {e['dates'][-1]})")
+    for kept in summary["kept_protected"]:
+        print(f"  kept {kept['path']}: {kept['why']}")
+    for w in summary["warnings"]:
+        print(f"  warning: {w}", file=sys.stderr)
+    print(f"{verb} {summary['partitions']} partition(s), {summary['files']} file(s), {summary['bytes']:,} bytes "
+          f"older than {summary['cutoff']} (retention {summary['retention_days']} days)")
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from jobs.privacy.erasure import forget
+
+    cfg = _config(args)
+    redis_url = args.redis_url if args.redis_url is not None else cfg.export.redis_url
+    counts = forget(cfg.data_root, args.user_id, anonymous_ids=args.anonymous_id or (),
+                    email_hashes=args.email_hash or (), redis_url=redis_url)
+    print(json.dumps(counts, default=str))  # counts and the salted hash only: never an id
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recs", description="Nightly batch recommendations for ecommerce.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -198,6 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--data-root", required=True)
     o.add_argument("--source", default=str(SHARED_DATA / "online_retail" / "online_retail.parquet"))
     o.set_defaults(func=cmd_import_online_retail)
+
+    pg = sub.add_parser("purge", help="delete personal data older than privacy.retention_days (dt= partitions)")
+    pg.add_argument("--data-root", required=True)
+    pg.add_argument("--date", required=True, help="the run date the retention counts back from")
+    pg.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    pg.add_argument("--json", action="store_true", help="also print the whole summary as JSON")
+    pg.add_argument("--conf")
+    pg.add_argument("--set", action="append", metavar="KEY=VALUE")
+    pg.set_defaults(func=cmd_purge)
+
+    fg = sub.add_parser("forget", help="erasure request: remove every trace of a person from DATA_ROOT (and Redis)")
+    fg.add_argument("--data-root", required=True)
+    fg.add_argument("--user-id", required=True)
+    fg.add_argument("--anonymous-id", action="append", metavar="ID", help="a further device id of the person (repeatable)")
+    fg.add_argument("--email-hash", action="append", metavar="H", help="a further email hash of the person (repeatable)")
+    fg.add_argument("--redis-url", help="Redis to erase from (default: export.redis_url; '' for none)")
+    fg.add_argument("--conf")
+    fg.add_argument("--set", action="append", metavar="KEY=VALUE")
+    fg.set_defaults(func=cmd_forget)
 
     m = sub.add_parser("import-movielens", help="MovieLens 100K -> contract events, catalog and profiles")
     m.add_argument("--data-root", required=True)

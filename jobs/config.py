@@ -152,6 +152,13 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Retention and erasure (jobs/privacy/): what `recs purge` deletes; not part of the output fingerprint."""
+    retention_days: int
+    purge_raw: bool
+
+
+@dataclass(frozen=True)
 class RecsConfig:
     window_days: int
     top_n: int
@@ -169,6 +176,7 @@ class RecsConfig:
     export: ExportConfig
     experiment: ExperimentConfig
     spark: SparkConfig
+    privacy: PrivacyConfig
     data_root: str = ""
 
     def settings(self) -> dict:
@@ -177,6 +185,7 @@ class RecsConfig:
         d = dataclasses.asdict(self)
         d.pop("data_root")
         d.pop("spark")
+        d.pop("privacy")  # retention does not shape tonight's lists
         return d
 
     def fingerprint(self) -> str:

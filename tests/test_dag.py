@@ -20,5 +20,6 @@ def test_dag_imports_light_and_lists_every_stage(airflow_db):
     bag = DagBag(dag_folder="dags")
     assert bag.import_errors == {}
     dag = bag.get_dag("nightly_recommendations")
-    assert [t for t in dag.task_ids if t != "resolve_run_date"] == list(STAGES)
+    assert [t for t in dag.task_ids if t not in ("resolve_run_date", "purge")] == list(STAGES)
     assert dag.get_task("publish").upstream_task_ids == {"rank"}
+    assert dag.get_task("purge").upstream_task_ids == {STAGES[-1]}  # retention runs after the last stage
