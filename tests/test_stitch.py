@@ -190,10 +190,3 @@ def test_run__older_state_format_is_read_and_its_days_stay_consumed(spark, cfg):
     links = {(s, d): n for s, d, _, _, _, n in snapshot(spark, cfg, D2)["links"]}
     assert links[("a:c1", "u:u1")] == 3 and ("a:c9", "u:u9") not in links
     assert {(s, d): n for s, d, _, _, _, n in before["links"]}[("a:c1", "u:u1")] == 2
-
-
-def test_validated_marker_name_is_the_validate_stages():
-    from jobs.identity.state import VALIDATED_MARKER
-    from jobs.stages.validate import MARKER
-
-    assert VALIDATED_MARKER == MARKER

@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.storage import io
-from jobs.storage.layout import Layout
+from jobs.storage.layout import VALIDATED_MARKER, Layout
 
 NODES_DDL = ("node string, id_type string, id string, first_dt date, first_time timestamp, "
              "last_time timestamp, role string, accounts long, person_id string, map_person_id string")
@@ -43,7 +43,6 @@ LINK_DAYS_DDL = "src string, dst string, dt date, first_time timestamp, last_tim
 STATE_TABLES = ("nodes", "links", "persons", "merges", "link_days")
 _DDLS = dict(zip(STATE_TABLES, (NODES_DDL, LINKS_DDL, PERSONS_DDL, MERGES_DDL, LINK_DAYS_DDL)))
 
-VALIDATED_MARKER = "_recs_validated.json"
 """The marker the validate stage writes into each validated day (`jobs.stages.validate.MARKER`)."""
 
 STITCH_COLUMNS = ("anonymous_id", "user_id", "email_hash", "event_time", "session_id")

@@ -38,14 +38,13 @@ from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from jobs.config import QualityConfig, RecsConfig
 from jobs.storage import io
-from jobs.storage.layout import Layout, window
+from jobs.storage.layout import VALIDATED_MARKER, Layout, window
 from quality import QualityGateError, batch, raw, report, rules, suites
 from quality.split import split_rows
 from schemas import load
 
 log = logging.getLogger(__name__)
 
-MARKER = "_recs_validated.json"
 RULES_VERSION = "2"  # bump when a row rule changes: every validated day is then redone
 DATASETS = ("events", "catalog", "profiles")
 _PUBLISH_ORDER = ("catalog", "profiles", "events")  # events last: its marker commits the day
@@ -100,7 +99,7 @@ def _fingerprint(files: dict[str, list[raw.RawFile]], catalog_day: str | None, c
 
 
 def _marker(layout: Layout, ds: str) -> dict | None:
-    return io.read_json(posixpath.join(layout.validated("events", ds), MARKER))
+    return io.read_json(posixpath.join(layout.validated("events", ds), VALIDATED_MARKER))
 
 
 def plan_days(layout: Layout, days: list[str], q: QualityConfig) -> list[DayPlan]:
@@ -169,7 +168,7 @@ def _retract(layout: Layout, ds: str) -> None:
         folder = layout.validated(dataset, ds)
         fs, p = io.fs_for(folder)
         if fs.exists(p):
-            marker = posixpath.join(p, MARKER)
+            marker = posixpath.join(p, VALIDATED_MARKER)
             if fs.exists(marker):
                 fs.rm(marker)
             fs.rm(p, recursive=True)
@@ -185,7 +184,7 @@ def _publish_day(layout: Layout, plan: DayPlan, stage: str, marker: dict) -> Non
             continue  # no delivery that day: nothing to publish (and nothing to remove: see module doc)
         if not fs.exists(staged_p):
             _empty_parquet(staged, dataset)
-        io.write_json(posixpath.join(staged, MARKER), {**marker, "dataset": dataset})
+        io.write_json(posixpath.join(staged, VALIDATED_MARKER), {**marker, "dataset": dataset})
         io.promote(staged, layout.validated(dataset, ds))
     _publish_quarantine(layout, ds, stage)
 

@@ -8,6 +8,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 
+# Written by the validate stage into each `validated/<dataset>/dt=D/`: the raw files and rules it was validated
+# from (`fingerprint`) and the day's metrics. Stitching reads it to notice a day validated again.
+VALIDATED_MARKER = "_recs_validated.json"
+
+
 def day(value: str | dt.date) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
