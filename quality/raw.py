@@ -17,9 +17,10 @@ import posixpath
 from dataclasses import dataclass, field
 
 import fsspec
-from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
+from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
 
 from quality import rules
+from quality.normalize import clean, compatible, is_naive, normalize
 from schemas import load
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,6 @@ PARQUET_SUFFIXES = (".parquet",)
 JSON_SUFFIXES = (".jsonl", ".jsonl.gz")
 NANOS_AS_LONG = "spark.sql.legacy.parquet.nanosAsLong"
 
-_SPARK_TYPE = {"string": T.StringType(), "int": T.IntegerType(), "double": T.DoubleType(),
-               "bool": T.BooleanType(), "timestamp": T.TimestampType(),
-               "array<string>": T.ArrayType(T.StringType())}
-_INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
-_NUMERIC = _INTEGRAL + (T.FloatType, T.DoubleType, T.DecimalType)
 
 
 @dataclass(frozen=True)
@@ -124,25 +120,6 @@ def _arrow_to_spark(at):
     return None
 
 
-def _compatible(expected: str, spark_type) -> bool:
-    """Whether a physical type holds the contract type's values without reinterpretation."""
-    if isinstance(spark_type, tuple):  # (type, is_nanos)
-        spark_type, nanos = spark_type
-        if nanos:
-            return expected == "timestamp"
-    if expected == "string":
-        return isinstance(spark_type, T.StringType)
-    if expected in ("int", "double"):
-        return isinstance(spark_type, _NUMERIC)
-    if expected == "bool":
-        return isinstance(spark_type, T.BooleanType)
-    if expected == "timestamp":
-        return isinstance(spark_type, (T.TimestampType, T.TimestampNTZType))
-    if expected == "array<string>":
-        return isinstance(spark_type, T.ArrayType) and isinstance(spark_type.elementType, T.StringType)
-    return False
-
-
 def _needed_columns(f: RawFile, fs, path: str, arrow_types: dict) -> set[str]:
     """Columns this Parquet file must have: the always-required ones, and a conditionally required one
     (events: `price` for purchases, ...) only when the file holds an event type that needs it."""
@@ -172,7 +149,7 @@ def _column_status(name: str, expected: str, at, needed: set[str]) -> str:
     mapped = _arrow_to_spark(at)
     if mapped is None:
         return "wrong_type"
-    if _compatible(expected, mapped):
+    if compatible(expected, mapped):
         return "ok"
     if isinstance(mapped[0], T.StringType):
         return "text"
@@ -248,104 +225,6 @@ def needs_nanos_as_long(inspected: list[InspectedFile]) -> bool:
 
 
 # an explicit zone after the time of day: `Z`, `+02:00`, `-0500`, `+02`, ` UTC`, `GMT`
-_ZONE = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*([zZ]|[+-]\d{2}(:?\d{2})?|UTC|GMT|utc|gmt)\s*$"
-
-
-def _naive_text(raw: Column) -> Column:
-    """A textual timestamp without a zone (and not an epoch number)."""
-    return raw.isNotNull() & ~raw.rlike(_ZONE) & ~raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$")
-
-
-def _utc(ntz: Column) -> Column:
-    """A timestamp without zone (TIMESTAMP_NTZ) read as UTC, whatever the session's time zone."""
-    return F.convert_timezone(F.lit("UTC"), F.current_timezone(), ntz).cast("timestamp")
-
-
-# identifiers: surrounding whitespace is dropped before any check (`"SKU1 "` is `SKU1`), blank is absent
-ID_COLUMNS = {"events": ("event_id", "anonymous_id", "user_id", "session_id", "item_id", "order_id", "category_id"),
-              "catalog": ("item_id",), "profiles": ("user_id",)}
-_SPACE = " \t\r\n"
-
-
-def _clean(dataset: str, name: str, value: Column) -> Column:
-    """Trims identifiers (blank becomes null) and brings `email_hash` to trimmed lower case."""
-    if name in ID_COLUMNS.get(dataset, ()):
-        trimmed = F.btrim(value, F.lit(_SPACE))
-        return F.when(trimmed != "", trimmed)
-    if name == "email_hash":
-        trimmed = F.lower(F.btrim(value, F.lit(_SPACE)))
-        return F.when(trimmed != "", trimmed)
-    return value
-
-
-def _is_naive(name: str, logical: str, present) -> Column | None:
-    """Whether this column's value is a timestamp without zone, for a file group (None: never)."""
-    if logical != "timestamp" or present is None:
-        return None
-    col = F.col(f"`{name}`")
-    if present == "json":
-        return _naive_text(col)
-    spark_type, nanos = present
-    if isinstance(spark_type, T.TimestampNTZType):
-        return col.isNotNull()
-    if isinstance(spark_type, T.StringType):
-        return _naive_text(col)
-    return None
-
-
-def _parse_text(raw: Column, logical: str) -> Column:
-    """Contract-typed value from text; null when the text does not hold such a value."""
-    if logical == "string":
-        return raw
-    if logical == "double":
-        return raw.try_cast("double")
-    if logical == "int":
-        d = raw.try_cast("double")
-        return F.coalesce(raw.try_cast("int"), F.when(d == F.floor(d), d.try_cast("int")))
-    if logical == "bool":
-        return raw.try_cast("boolean")
-    if logical == "timestamp":
-        d = raw.try_cast("double")
-        epoch_s = (F.when(F.abs(d) < 1e11, d).when(F.abs(d) < 1e14, d / 1e3).when(F.abs(d) < 1e17, d / 1e6))
-        # text without a zone is a naive wall-clock time: read as UTC (never in the session's zone)
-        return (F.when(raw.rlike(r"^\s*-?\d+(\.\d+)?\s*$"), F.timestamp_seconds(epoch_s))
-                .when(_naive_text(raw), _utc(raw.try_cast("timestamp_ntz")))
-                .otherwise(raw.try_cast("timestamp")))
-    if logical == "array<string>":
-        return F.from_json(raw, T.ArrayType(T.StringType()))
-    raise ValueError(f"unknown logical type {logical!r}")
-
-
-def _normalize(name: str, logical: str, present) -> tuple[Column, Column | None]:
-    """(typed value, raw text or None) of one contract column for a file group.
-
-    `present` is None (column absent), "json" (text from JSON) or `(spark_type, is_nanos)`.
-    The raw text is returned only where a value can fail its type.
-    """
-    target = _SPARK_TYPE[logical]
-    col = F.col(f"`{name}`")
-    if present is None:
-        return F.lit(None).cast(target), None
-    if present == "json":
-        return _parse_text(col, logical), col
-    spark_type, nanos = present
-    if nanos and logical == "timestamp":
-        return F.timestamp_micros(F.expr(f"`{name}` div 1000")), None
-    if logical == "timestamp" and isinstance(spark_type, T.TimestampNTZType):
-        return _utc(col), None  # a Parquet timestamp without zone: UTC (`quality.naive_timestamps`)
-    if _compatible(logical, spark_type):
-        if logical == "int":
-            # a float column (pandas writes int columns with nulls as float64) must hold whole numbers
-            if isinstance(spark_type, _INTEGRAL):
-                typed = col.try_cast("int")
-            else:
-                typed = F.when(col == F.floor(col), col.try_cast("int"))
-            return typed, col.try_cast("string")
-        return col.cast(target), None
-    raw = col.try_cast("string")
-    return _parse_text(raw, logical), raw
-
-
 def _group_key(ins: InspectedFile):
     if ins.file.fmt == "json":
         return ("json",)
@@ -392,13 +271,13 @@ def read_normalized(spark: SparkSession, inspected: list[InspectedFile], dataset
             pos = F.col("_metadata.row_index")
         typed, raws, naive = [], [], []
         for f in schema.fields:
-            value, raw = _normalize(f.name, f.type, present[f.name])
-            typed.append(_clean(dataset, f.name, value).alias(f.name))
+            value, raw = normalize(f.name, f.type, present[f.name])
+            typed.append(clean(dataset, f.name, value).alias(f.name))
             if raw is not None:
                 raws.append((f.name, raw, value))  # a type error: text that did not parse (before trimming)
-            is_naive = _is_naive(f.name, f.type, present[f.name])
-            if is_naive is not None:
-                naive.append(F.coalesce(is_naive, F.lit(False)))
+            naive_flag = is_naive(f.name, f.type, present[f.name])
+            if naive_flag is not None:
+                naive.append(F.coalesce(naive_flag, F.lit(False)))
         no_errors = F.array().cast("array<string>")
         if raws:
             # joined and split rather than filtered with a lambda: this runs on every row, and lambdas
