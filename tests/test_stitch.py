@@ -111,7 +111,7 @@ def test_load_state_nodes__missing_night_is_a_clear_error(spark, cfg):
 def publish_validated(spark, cfg, day, evs, fingerprint, files=1):
     """Publishes day `day`'s validated events the way the validate stage does: a staged folder with the data
     and the marker `_recs_validated.json` (its `fingerprint`), moved into place whole."""
-    from jobs.stages.validate import MARKER
+    from jobs.storage.layout import VALIDATED_MARKER as MARKER
     from jobs.storage import io
 
     staged = f"{cfg.data_root}/.staged-{day}-{fingerprint}"
