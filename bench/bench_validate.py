@@ -56,12 +56,14 @@ def main(argv=None) -> int:
     quarantined = pq.read_table(layout.quarantine("events", args.day)).to_pandas()
     defects = pq.read_table(root / "truth" / "defects").to_pandas()
     planted = len(defects)
-    # a planted duplicate shares its event_id with the good original: match (event_id, is-duplicate) pairs
-    q_dup = quarantined["reasons"].map(lambda r: "duplicate_event_id" in list(r))
-    caught_dup = defects[defects.defect == "duplicate_event_id"].event_id.isin(quarantined[q_dup].event_id).sum()
-    caught_other = defects[defects.defect != "duplicate_event_id"].event_id.isin(quarantined[~q_dup].event_id).sum()
+    # a planted duplicate shares its event_id with the good original: it is dropped (counted once, as the
+    # contract says) rather than quarantined, so it is caught when the day's dropped count covers them all
+    planted_dup = int((defects.defect == "duplicate_event_id").sum())
+    dropped = int(summary["days"][args.day]["events"].get("duplicates_dropped", 0))
+    caught_dup = min(planted_dup, dropped)
+    caught_other = defects[defects.defect != "duplicate_event_id"].event_id.isin(quarantined.event_id).sum()
     caught = int(caught_dup + caught_other)
-    good_quarantined = len(quarantined) - caught
+    good_quarantined = len(quarantined) - int(caught_other)
     good_rows = n - planted
     lines = [f"one day: {n:,} raw events ({planted:,} planted bad rows, rate {args.defect_rate}); spark {cfg.spark.master}",
              "", "| step | seconds | ratio |", "|---|---|---|",
@@ -70,7 +72,8 @@ def main(argv=None) -> int:
              f"{timings['validate'] / timings['pass']:.1f} |", "",
              f"quarantine: {len(quarantined):,} rows; planted bad rows caught {caught:,} / {planted:,} "
              f"({caught / max(planted, 1):.4%}); good rows quarantined {good_quarantined:,} / {good_rows:,} "
-             f"({good_quarantined / max(good_rows, 1):.4%}); peak RSS {mem.peak_gb:.2f} GB",
+             f"({good_quarantined / max(good_rows, 1):.4%}); duplicates dropped {dropped:,} "
+             f"(planted {planted_dup:,}); peak RSS {mem.peak_gb:.2f} GB",
              f"per-reason counts: {summary.get('quarantine', summary.get('quarantine_counts', ''))}"]
     append_results("bench_validate: one day of events", lines)
     return 0
