@@ -61,7 +61,8 @@ def known_context_keys(frame, dimensions: tuple[str, ...]):
         if dim not in frame.columns:
             continue
         values = frame[dim].astype("str")
-        part = (dim + "=" + values.map(escape, na_action="ignore")).where(values.notna())
+        escaped = values.map(escape, na_action="ignore").astype("str")  # all-null maps to floats: back to str
+        part = (dim + "=" + escaped).where(values.notna())
         joined = (key + "/" + part).where(key.notna(), part)
         key = key.where(part.isna(), joined)
     return key

@@ -27,6 +27,11 @@ def test_the_gate_keys_known_context_only():
     assert pd.isna(keys.iloc[3])
 
 
+def test_a_context_never_sent_keys_nothing():
+    persons = pd.DataFrame({"country": [None, None], "device_type": [None, None]})
+    assert known_context_keys(persons, ("country", "device_type")).isna().all()
+
+
 @pytest.mark.spark
 def test_spark_and_python_keys_agree(spark):
     from jobs.segments import key_column
