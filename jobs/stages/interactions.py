@@ -1,4 +1,4 @@
-"""Stage 3 of 8, interactions: events -> decay-weighted person x item confidence.
+"""Stage 3 of 9, interactions: events -> decay-weighted person x item confidence.
 
 Each item event contributes `event_weights[event_type] * 0.5 ** (age_days / half_life_days)`, where age is
 counted from the end of the run's day. Weights are summed per (person, item); pairs whose sum is not
@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
+from jobs.decay import HALF_LIFE_GRID_DAYS
 from jobs.evaluation.splits import holdout_test_start
 from jobs.identity import attribute_events, load_state_nodes
 from jobs.storage.datasets import Datasets
@@ -29,7 +30,8 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
     """Decay-weighted (person_id, item_id) confidence from events that carry a `person_id`. Pure: no I/O.
 
     A pair's weight is capped at `max_weight`, so no one person can make one item weigh without bound.
-    Returns columns person_id, item_id, weight (> 0), purchased (bool), last_time.
+    Returns columns person_id, item_id, weight (> 0), weights (the weight under each half-life of
+    `HALF_LIFE_GRID_DAYS`, capped the same way and never below 0), purchased (bool), last_time.
     """
     weighted = {t: w for t, w in event_weights.items() if t in ITEM_EVENT_TYPES and w != 0}
     weight_of = F.lit(0.0)
@@ -37,20 +39,28 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
         weight_of = F.when(F.col("event_type") == event_type, F.lit(float(w))).otherwise(weight_of)
     day_end = F.to_timestamp(F.lit(f"{run_date} 23:59:59"))
     age_days = (F.unix_timestamp(day_end) - F.unix_timestamp("event_time")) / 86400.0
-    decay = F.pow(F.lit(0.5), F.greatest(age_days, F.lit(0.0)) / F.lit(float(half_life_days)))
+    age = F.greatest(age_days, F.lit(0.0))
+
+    def decay(days: float):
+        return F.pow(F.lit(0.5), age / F.lit(float(days)))
+
     item_events = (events
                    .where(F.col("person_id").isNotNull() & F.col("item_id").isNotNull()
                           & F.col("event_type").isin(*ITEM_EVENT_TYPES))
                    .where(F.col("event_time") < day_end + F.expr("INTERVAL 1 SECOND")))
     per_pair = (item_events
                 .groupBy("person_id", "item_id")
-                .agg(F.sum(weight_of * decay).alias("weight"),
+                .agg(F.sum(weight_of * decay(half_life_days)).alias("weight"),
+                     *[F.sum(weight_of * decay(h)).alias(f"w{i}") for i, h in enumerate(HALF_LIFE_GRID_DAYS)],
                      F.sum(F.when(F.col("event_type") == "purchase", 1).when(F.col("event_type") == "return", -1)
                            .otherwise(0)).alias("net_purchases"),
                      F.max("event_time").alias("last_time")))
+    cap = F.lit(float(max_weight))
+    weights = F.array(*[F.greatest(F.least(F.col(f"w{i}"), cap), F.lit(0.0)).cast("double")
+                        for i in range(len(HALF_LIFE_GRID_DAYS))])
     return (per_pair.where(F.col("weight") > 0)
             .select("person_id", "item_id",
-                    F.least(F.col("weight"), F.lit(float(max_weight))).cast("double").alias("weight"),
+                    F.least(F.col("weight"), cap).cast("double").alias("weight"), weights.alias("weights"),
                     (F.col("net_purchases") > 0).alias("purchased"), "last_time"))
 
 
