@@ -124,6 +124,7 @@ class GateConfig:
     # added by the gate stage (jobs/gate.py)
     min_test_persons: int
     popularity_windows_days: tuple[int, ...]
+    max_holdout_days: int
 
 
 @dataclass(frozen=True)

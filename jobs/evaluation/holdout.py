@@ -104,7 +104,9 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
                  segment_dimensions: tuple[str, ...], seed: int, half_life_days: float) -> Holdout:
     """Reads D's temporal holdout, catalog and persons, and draws the seeded sample of test persons.
 
-    `matrix` is weighted with `half_life_days` (the night's `interactions.half_life_days`).
+    `matrix` is weighted with `half_life_days` (the night's `interactions.half_life_days`). `holdout_days` is
+    the configured length; the length the interactions stage cut (it widens a holdout with too few test
+    persons, `holdout/dt=D/holdout.json`) wins when recorded.
 
     Raises
     ------
@@ -119,6 +121,8 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
                 f"no temporal holdout for {run_date} at {part.path(run_date)}: the interactions stage writes it "
                 f"when gate.enabled is true. Run the nightly run (`recs run --date {run_date}`) or its "
                 f"interactions stage for that date first.")
+    info = data.holdout_info.read(run_date)
+    holdout_days = int(info["holdout_days"]) if info else holdout_days
     train_t = data.holdout_train.read_arrow(run_date)
     _require_not_null(train_t, ["person_id", "item_id", "weight"], what=f"holdout train of {run_date}")
     test_t = data.holdout_test.read_arrow(run_date, ["person_id", "item_id"])
@@ -160,7 +164,7 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
     segments = pd.DataFrame({"person_id": matrix.person_ids, "segment": known_context_keys(context, present)})
 
     cutoff = pd.Timestamp(holdout_test_start(run_date, holdout_days).isoformat(), tz="UTC")
-    counts = {"train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
+    counts = {"holdout_days": holdout_days, "train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
               "train_items": len(matrix.item_ids), "test_pairs": int(test_t.num_rows),
               "test_persons": len(test_persons), "test_persons_without_history": n_cold,
               "evaluated_persons": len(warm), "evaluated_test_pairs": len(test),

@@ -88,6 +88,33 @@ def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_
     return train, test
 
 
+def holdout_days_for(events: DataFrame, *, run_date: str, holdout_days: int, max_holdout_days: int,
+                     min_test_persons: int, test_event_types: tuple[str, ...]) -> tuple[int, dict[int, int]]:
+    """The holdout length to cut: `holdout_days`, doubled (up to `max_holdout_days`) while fewer than
+    `min_test_persons` persons acted (`test_event_types`) in the holdout days and had an item event before
+    them. Returns (days, {days tried: such persons}). A shop where few people come back within a week
+    (MovieLens' raters) still gets a holdout to judge and tune on. One aggregation for every length."""
+    lengths = [holdout_days]
+    while lengths[-1] * 2 <= max_holdout_days:
+        lengths.append(lengths[-1] * 2)
+    if len(lengths) == 1:
+        return holdout_days, {}
+    per_person = (events.where(F.col("person_id").isNotNull() & F.col("item_id").isNotNull()
+                               & F.col("event_type").isin(*ITEM_EVENT_TYPES))
+                  .groupBy("person_id")
+                  .agg(F.min("event_time").alias("first"),
+                       F.max(F.when(F.col("event_type").isin(*test_event_types), F.col("event_time"))).alias("last")))
+
+    def testable(days: int):
+        cutoff = F.to_timestamp(F.lit(f"{holdout_test_start(run_date, days)} 00:00:00"))
+        return F.sum(F.when((F.col("first") < cutoff) & (F.col("last") >= cutoff), 1).otherwise(0)).alias(f"d{days}")
+
+    row = per_person.agg(*[testable(days) for days in lengths]).first()
+    counts = {days: int(row[f"d{days}"] or 0) for days in lengths}
+    chosen = next((days for days in lengths if counts[days] >= min_test_persons), lengths[-1])
+    return chosen, counts
+
+
 def active_persons(events: DataFrame) -> DataFrame:
     """One row per person seen in the window: latest known country and device_type, first and last time."""
     def latest(c: str):
@@ -117,13 +144,22 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     out = data.interactions.write_spark(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"),
                                         run_date)
     data.persons.write_spark(active_persons(attributed).coalesce(1), run_date)
+    holdout_days = None
     if cfg.gate.enabled:
-        train, test = holdout_split(attributed, run_date=run_date, holdout_days=cfg.gate.holdout_days,
+        gate = cfg.gate
+        holdout_days, tested = holdout_days_for(
+            attributed, run_date=run_date, holdout_days=gate.holdout_days, max_holdout_days=gate.max_holdout_days,
+            min_test_persons=gate.min_test_persons, test_event_types=gate.test_event_types)
+        train, test = holdout_split(attributed, run_date=run_date, holdout_days=holdout_days,
                                     event_weights=cfg.event_weights.as_dict(),
                                     half_life_days=cfg.interactions.half_life_days, max_weight=cap,
                                     test_event_types=cfg.gate.test_event_types)
         data.holdout_train.write_spark(train.coalesce(cfg.spark.shuffle_partitions), run_date)
         data.holdout_test.write_spark(test.coalesce(1), run_date)
+        data.holdout_info.write(run_date, {
+            "run_date": run_date, "holdout_days": holdout_days, "configured_holdout_days": gate.holdout_days,
+            "test_start": holdout_test_start(run_date, holdout_days).isoformat(),
+            "test_persons_by_days": {str(d): n for d, n in tested.items()}})
     attributed.unpersist()
     flagged_counts = {r["id_type"]: r["n"] for r in flagged.groupBy("id_type").agg(F.count("*").alias("n")).collect()}
     flagged.unpersist()
@@ -131,4 +167,5 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     stats = written.agg(F.count("*").alias("pairs"), F.countDistinct("person_id").alias("persons"),
                         F.countDistinct("item_id").alias("items"),
                         F.sum(F.col("purchased").cast("int")).alias("purchased_pairs")).first().asDict()
-    return {"path": out, **stats, "flagged_ids": flagged_counts, "seconds": round(time.time() - started, 1)}
+    return {"path": out, **stats, "flagged_ids": flagged_counts, "holdout_days": holdout_days,
+            "seconds": round(time.time() - started, 1)}

@@ -14,7 +14,8 @@ dataset, the date and the path.
 | interactions         | interactions | train, retrieve, rank, publish  | interactions            |
 | persons              | interactions | rank, gate                      | persons                 |
 | flagged ids          | interactions | rank                            | flagged_ids             |
-| holdout train / test | interactions | gate, `recs tune`               | interactions / pairs    |
+| holdout train / test | interactions | gate, tune, `recs tune`         | interactions / pairs    |
+| holdout info         | interactions | gate, tune, `recs tune`         | holdout_info (JSON)     |
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
 | candidates           | retrieve     | rank                            | candidates              |
 | segment lists        | rank         | (reports)                       | segments                |
@@ -224,6 +225,8 @@ class Datasets:
         self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.pipeline("flagged_ids", ds), "flagged_ids")
         self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
         self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")
+        self.holdout_info = JsonDocument("holdout info", layout, lambda lay, ds: lay.holdout(ds, "holdout.json"),
+                                         "holdout_info")
         self.candidates = declare("candidates", Layout.candidates, "candidates")
         self.segment_lists = declare("segment lists", Layout.segments, "segments")
         self.staged_lists = declare("staged lists", Layout.staged_recommendations, "recommendations")
