@@ -39,9 +39,6 @@ def test_spark_and_python_keys_agree(spark):
 
 def test_a_dimension_no_row_knows_gives_no_key_part():
     import numpy as np
-    import pandas as pd
-
-    from jobs.segments import known_context_keys
 
     # all-null device types read back from Parquet as NaN floats (MovieLens has no devices)
     frame = pd.DataFrame({"country": ["DE", None], "device_type": [np.nan, np.nan]})
