@@ -124,6 +124,21 @@ class GateConfig:
     # added by the gate stage (jobs/gate.py)
     min_test_persons: int
     popularity_windows_days: tuple[int, ...]
+    max_holdout_days: int
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Self-tuning nights (the `tune` stage): how long and how widely to search, and when to adopt."""
+    enabled: bool
+    budget_seconds_wide: float
+    budget_seconds_warm: float
+    full_every_days: int
+    min_relative_gain: float
+    max_test_persons: int
+    max_trials: int
+    patience_trials: int
+    method: str
 
 
 @dataclass(frozen=True)
@@ -177,7 +192,10 @@ class RecsConfig:
     experiment: ExperimentConfig
     spark: SparkConfig
     privacy: PrivacyConfig
+    tuning: TuningConfig
     data_root: str = ""
+    # dotted keys the user set (conf file or --set): the tune stage never changes them
+    pinned: tuple[str, ...] = ()
 
     def settings(self) -> dict:
         """Every setting that shapes the output, as a plain dict: not where data lives nor how Spark runs.
@@ -186,6 +204,7 @@ class RecsConfig:
         d.pop("data_root")
         d.pop("spark")
         d.pop("privacy")  # retention does not shape tonight's lists
+        d.pop("pinned")  # who set a value does not shape the lists; the value does
         return d
 
     def fingerprint(self) -> str:
@@ -195,12 +214,36 @@ class RecsConfig:
     def replace(self, **changes) -> "RecsConfig":
         return dataclasses.replace(self, **changes)
 
+    def with_settings(self, settings: dict) -> "RecsConfig":
+        """This config with dotted-key `settings` (e.g. the night's tuned `{"als.alpha": 3.0}`) applied, each value
+        checked against its key's type; a pinned key keeps the user's value."""
+        cfg = self
+        for dotted, value in sorted(settings.items()):
+            if dotted in self.pinned:
+                continue
+            *parents, leaf = dotted.split(".")
+            nodes = [cfg]
+            for name in parents:
+                if not hasattr(nodes[-1], name) or not dataclasses.is_dataclass(getattr(nodes[-1], name)):
+                    raise ConfigError(f"unknown config key {dotted!r} in settings")
+                nodes.append(getattr(nodes[-1], name))
+            owner = nodes[-1]
+            hints = typing.get_type_hints(type(owner))
+            if leaf not in hints or dataclasses.is_dataclass(hints[leaf]):
+                raise ConfigError(f"unknown config key {dotted!r} in settings")
+            new = dataclasses.replace(owner, **{leaf: _coerce(value, hints[leaf], dotted)})
+            for parent, name in zip(reversed(nodes[:-1]), reversed(parents)):
+                new = dataclasses.replace(parent, **{name: new})
+            cfg = new
+        return cfg
+
 
 _CHOICES = {("quality", "on_volume_anomaly"): ("fail", "warn")}
 _CHOICES.update({("quality", k): ("fail", "warn") for k in (
     "on_schema_drift", "on_missing_partition", "on_quarantine_share", "on_unknown_items", "on_missing_identity",
     "on_catalog_coverage", "on_content_duplicates")})
 _CHOICES[("quality", "naive_timestamps")] = ("utc", "reject")
+_CHOICES[("tuning", "method")] = ("tpe", "random")
 
 
 def _yaml_key(f: dataclasses.Field) -> str:
@@ -284,18 +327,32 @@ def _merge(base: dict, top: dict, prefix: str = "") -> dict:
     return out
 
 
+def _leaf_keys(tree: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in tree.items():
+        out |= _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
+    return out
+
+
 def load_config(conf_file: str | Path | None = None, overrides: typing.Iterable[str] = (),
                 data_root: str | None = None) -> RecsConfig:
-    """Defaults, then `conf_file`, then `key=value` overrides; validated into a `RecsConfig`."""
+    """Defaults, then `conf_file`, then `key=value` overrides; validated into a `RecsConfig`.
+
+    Every key set in `conf_file` or `overrides` is recorded in `RecsConfig.pinned`: a value the user chose,
+    which self-tuning leaves alone."""
     tree = yaml.safe_load(DEFAULT_CONF.read_text())
+    pinned: set[str] = set()
     if conf_file:
         user = yaml.safe_load(Path(conf_file).read_text()) or {}
         tree = _merge(tree, user)
+        pinned |= _leaf_keys(user)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         k, v = item.split("=", 1)
         _set_dotted(tree, k.strip(), v.strip())
+        pinned.add(k.strip())
     if data_root is not None:
         tree["data_root"] = str(data_root)
+    tree["pinned"] = sorted(pinned)
     return _build(RecsConfig, tree)

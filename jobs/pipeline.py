@@ -14,11 +14,31 @@ import traceback
 from jobs.config import RecsConfig
 from jobs.stages import STAGES
 from jobs.storage import io
+from jobs.storage.datasets import Datasets
 from jobs.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 
 _MODULES = {name: f"jobs.stages.{name}" for name in STAGES}
+TUNE = "tune"
+
+
+def night_config(cfg: RecsConfig, run_date: str) -> RecsConfig:
+    """The config the stages after `tune` use: `cfg` with the night's tuned settings (`tuning/dt=D/settings.json`;
+    without one, e.g. a stage re-run alone for a night tune did not run, the last tuned settings in the history).
+    Pinned keys keep the user's value (`RecsConfig.with_settings`)."""
+    if not cfg.tuning.enabled:
+        return cfg
+    data = Datasets(cfg.data_root)
+    doc = data.tuning.read(run_date)
+    if doc is None:
+        history = data.tuning_history.before(run_date)
+        doc = history[-1] if history else {"settings": {}}
+    return cfg.with_settings(doc["settings"])
+
+
+def _after_tune(name: str) -> bool:
+    return TUNE in STAGES and STAGES.index(name) > STAGES.index(TUNE)
 
 
 def run_stage(name: str, cfg: RecsConfig, run_date: str, spark=None) -> dict:
@@ -30,10 +50,13 @@ def run_stage(name: str, cfg: RecsConfig, run_date: str, spark=None) -> dict:
 
         spark = spark_session(cfg.spark, app_name=f"recs-{name}-{run_date}")
     module = importlib.import_module(_MODULES[name])
+    if _after_tune(name):
+        cfg = night_config(cfg, run_date)
     started = time.time()
     log.info("stage %s for %s: start", name, run_date)
     summary = module.run(spark, cfg, run_date)
-    summary = {"stage": name, "run_date": run_date, "wall_seconds": round(time.time() - started, 1), **summary}
+    summary = {"stage": name, "run_date": run_date, "wall_seconds": round(time.time() - started, 1),
+               "config_fingerprint": cfg.fingerprint(), **summary}
     io.write_json(f"{Layout(cfg.data_root).reports(run_date)}/stages/{name}.json", summary)
     log.info("stage %s for %s: done in %.1fs", name, run_date, summary["wall_seconds"])
     return summary

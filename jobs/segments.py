@@ -60,9 +60,10 @@ def known_context_keys(frame, dimensions: tuple[str, ...]):
     for dim in dimensions:
         if dim not in frame.columns:
             continue
-        values = frame[dim].astype("str")
-        escaped = values.map(escape, na_action="ignore").astype("str")  # all-null maps to floats: back to str
-        part = (dim + "=" + escaped).where(values.notna())
+        known = frame[dim].notna()
+        # through object: a dimension no row knows reads as all-NaN floats (MovieLens' devices), not strings
+        values = frame[dim].astype(object).where(known, "").astype("str")
+        part = (dim + "=" + values.map(escape)).where(known)
         joined = (key + "/" + part).where(key.notna(), part)
         key = key.where(part.isna(), joined)
     return key

@@ -12,7 +12,9 @@ from functools import cache
 from pathlib import Path
 
 SCHEMA_DIR = Path(__file__).resolve().parent
-LOGICAL_TYPES = ("string", "int", "long", "double", "bool", "date", "timestamp", "array<string>")
+LOGICAL_TYPES = ("string", "int", "long", "double", "bool", "date", "timestamp", "array<string>", "array<double>",
+                 "json")
+# `json`: any JSON value, for fields of JSON documents (e.g. `tuning`); it has no Spark or Arrow form
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Schema:
 
         simple = {"string": T.StringType(), "int": T.IntegerType(), "long": T.LongType(), "double": T.DoubleType(),
                   "bool": T.BooleanType(), "date": T.DateType(), "timestamp": T.TimestampType(),
-                  "array<string>": T.ArrayType(T.StringType())}
+                  "array<string>": T.ArrayType(T.StringType()), "array<double>": T.ArrayType(T.DoubleType())}
         return T.StructType([T.StructField(f.name, simple[f.type], True) for f in self.fields])
 
     def arrow(self):
@@ -57,7 +59,8 @@ class Schema:
 
         simple = {"string": pa.string(), "int": pa.int32(), "long": pa.int64(), "double": pa.float64(),
                   "bool": pa.bool_(), "date": pa.date32(),
-                  "timestamp": pa.timestamp("us", tz="UTC"), "array<string>": pa.list_(pa.string())}
+                  "timestamp": pa.timestamp("us", tz="UTC"), "array<string>": pa.list_(pa.string()),
+                  "array<double>": pa.list_(pa.float64())}
         return pa.schema([pa.field(f.name, simple[f.type], nullable=True) for f in self.fields])
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 
+from jobs.decay import HALF_LIFE_GRID_DAYS
 from jobs.storage import io
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import Layout
@@ -31,7 +32,10 @@ def shop_rows(n_persons=90, n_items=120, groups=3, per_person=6, seed=5):
         picked = rng.choice(own, size=per_person + 2, replace=False, p=weights / weights.sum())
         for i in picked[:per_person]:
             days_before = int(rng.integers(1, 60))
-            train_rows.append((f"p{p:03d}", f"i{i:03d}", 10.0, True, CUTOFF - dt.timedelta(days=days_before)))
+            # `weights`: the purchase's weight under each half-life of the grid, as the interactions stage writes
+            weights = [10.0 * 0.5 ** (days_before / h) for h in HALF_LIFE_GRID_DAYS]
+            train_rows.append((f"p{p:03d}", f"i{i:03d}", weights[HALF_LIFE_GRID_DAYS.index(30.0)], weights, True,
+                               CUTOFF - dt.timedelta(days=days_before)))
         test_rows += [(f"p{p:03d}", f"i{i:03d}") for i in picked[per_person:]]
     return train_rows, test_rows, n_persons, n_items
 
@@ -47,7 +51,7 @@ def write_shop(cfg, *, spark=None, run_date=RUN_DATE, test=True):
                                layout.holdout(run_date, "train"))
     else:
         io.write_arrow_parquet(pa.Table.from_pylist(
-            [dict(zip(["person_id", "item_id", "weight", "purchased", "last_time"], r)) for r in train_rows],
+            [dict(zip(["person_id", "item_id", "weight", "weights", "purchased", "last_time"], r)) for r in train_rows],
             schema=_interactions_schema()), layout.holdout(run_date, "train"))
     if test:
         io.write_arrow_parquet(pa.table({"person_id": [r[0] for r in test_rows], "item_id": [r[1] for r in test_rows]}),
@@ -59,7 +63,7 @@ def write_shop(cfg, *, spark=None, run_date=RUN_DATE, test=True):
             fs.touch(f"{folder}/_SUCCESS")
     # the night's interactions = the holdout train here; enough for the train stage to write a model
     io.write_arrow_parquet(pa.Table.from_pylist(
-        [dict(zip(["person_id", "item_id", "weight", "purchased", "last_time"], r)) for r in train_rows],
+        [dict(zip(["person_id", "item_id", "weight", "weights", "purchased", "last_time"], r)) for r in train_rows],
         schema=_interactions_schema()), layout.interactions(run_date))
     items = [f"i{i:03d}" for i in range(n_items)]
     io.write_arrow_parquet(pa.table({

@@ -10,6 +10,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.airflow]
 
 START, DAYS = "2026-08-01", 14
 RUN_DATE = "2026-08-14"
+SMALL_TUNING = ["tuning.budget_seconds_wide=3", "tuning.budget_seconds_warm=2"]  # the tune stage, test-sized
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def dag_run(shop, spark, airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder="dags").get_dag("nightly_recommendations")
-    conf = {"data_root": str(shop), "ds": RUN_DATE, "overrides": ["spark.master=local[1]", "spark.shuffle_partitions=1"]}
+    conf = {"data_root": str(shop), "ds": RUN_DATE, "overrides": ["spark.master=local[1]", "spark.shuffle_partitions=1",
+                                                           *SMALL_TUNING]}
     return dag.test(run_conf=conf)
 
 
@@ -48,7 +50,7 @@ def run_cfg(root, *overrides):
     from jobs.config import load_config
 
     return load_config(data_root=str(root), overrides=["spark.master=local[1]", "spark.shuffle_partitions=1",
-                                                       *overrides])
+                                                       *SMALL_TUNING, *overrides])
 
 
 def test_dag_run_succeeds_with_every_stage(dag_run, shop):

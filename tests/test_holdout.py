@@ -11,7 +11,8 @@ def holdout_of(cfg):
     g = cfg.gate
     return load_holdout(Datasets(cfg.data_root), RUN_DATE, holdout_days=g.holdout_days,
                         max_test_persons=g.max_test_persons,
-                        segment_dimensions=cfg.segments.dimensions, seed=cfg.seed)
+                        segment_dimensions=cfg.segments.dimensions, seed=cfg.seed,
+                        half_life_days=cfg.interactions.half_life_days)
 
 
 def test_model_recs_skip_bought_and_unavailable_items(cfg):

@@ -2,7 +2,8 @@ import datetime as dt
 
 import pytest
 
-from jobs.stages.interactions import active_persons, build_interactions, holdout_split
+from jobs.decay import HALF_LIFE_GRID_DAYS
+from jobs.stages.interactions import active_persons, build_interactions, holdout_days_for, holdout_split
 
 pytestmark = pytest.mark.spark
 W = {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 10.0, "return": -10.0, "search": 0.0}
@@ -27,6 +28,31 @@ def test_weights_decay_and_returns_cancel_purchases(spark):
     got = {(r.person_id, r.item_id): (r.weight, r.purchased) for r in out.collect()}
     assert set(got) == {("p1", "a")}
     assert got[("p1", "a")][0] == pytest.approx(6.0, rel=1e-6) and got[("p1", "a")][1] is True
+
+
+def test_weights_hold_every_half_life_of_the_grid(spark):
+    events = ev(spark, [
+        ("p1", "a", "purchase", "2026-02-08 23:59:59", "DE", "ios"),       # age 30 days
+        ("p1", "a", "product_view", "2026-03-10 23:59:59", "DE", "ios"),   # age 0
+    ])
+    [row] = build_interactions(events, run_date="2026-03-10", event_weights=W, half_life_days=30.0,
+                               max_weight=100.0).collect()
+    expected = [1.0 + 10.0 * 0.5 ** (30 / h) for h in HALF_LIFE_GRID_DAYS]
+    assert row.weights == pytest.approx(expected, rel=1e-6)
+    assert row.weights[HALF_LIFE_GRID_DAYS.index(30.0)] == pytest.approx(row.weight, rel=1e-9)
+
+
+def test_a_holdout_with_too_few_test_persons_widens(spark):
+    # p1..p3 come back 3 days before D, p4 20 days before: 7 days holds 3 testable persons, 28 days 4
+    rows = [(f"p{n}", "a", "purchase", "2026-01-01 10:00:00", "DE", "ios") for n in range(1, 5)]
+    rows += [(f"p{n}", "b", "purchase", "2026-03-07 10:00:00", "DE", "ios") for n in range(1, 4)]
+    rows += [("p4", "b", "purchase", "2026-02-18 10:00:00", "DE", "ios")]
+    events = ev(spark, rows)
+    kwargs = {"run_date": "2026-03-10", "holdout_days": 7, "test_event_types": ("purchase",)}
+    assert holdout_days_for(events, max_holdout_days=56, min_test_persons=3, **kwargs)[0] == 7
+    days, counts = holdout_days_for(events, max_holdout_days=56, min_test_persons=4, **kwargs)
+    assert days == 28 and counts == {7: 3, 14: 3, 28: 4, 56: 4}
+    assert holdout_days_for(events, max_holdout_days=7, min_test_persons=4, **kwargs) == (7, {})
 
 
 def test_holdout_split_tests_on_new_items_after_the_cutoff(spark):

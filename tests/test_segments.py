@@ -40,3 +40,12 @@ def test_spark_and_python_keys_agree(spark):
     df = spark.createDataFrame(values, "country string, device_type string")
     got = rows(df.select(key_column(["country", "device_type"]).alias("k")))
     assert got == sorted((segment_key([("country", c), ("device_type", d)]),) for c, d in values)
+
+
+def test_a_dimension_no_row_knows_gives_no_key_part():
+    import numpy as np
+
+    # all-null device types read back from Parquet as NaN floats (MovieLens has no devices)
+    frame = pd.DataFrame({"country": ["DE", None], "device_type": [np.nan, np.nan]})
+    keys = known_context_keys(frame, ("country", "device_type"))
+    assert keys.iloc[0] == "country=DE" and pd.isna(keys.iloc[1])

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from jobs.decay import weights_for
 from jobs.evaluation.baselines import popularity_recs, segment_popularity_recs
 from jobs.evaluation.metrics import evaluate_all
 from jobs.evaluation.splits import holdout_test_start
@@ -57,6 +58,10 @@ class Holdout:
         person_id, segment (the key of the person's known context; null when unknown) for every train person.
     counts : dict
         Sizes for the report.
+    half_life_days : float
+        The half-life `matrix` is weighted with; `matrix_for` gives another (built once, then cached).
+    pair_weights : pyarrow.Table
+        The train pairs with `weight` and `weights` (every half-life of the grid), for `matrix_for`.
     """
 
     run_date: str
@@ -70,6 +75,22 @@ class Holdout:
     item_categories: pd.DataFrame
     segments: pd.DataFrame
     counts: dict
+    half_life_days: float = 0.0
+    pair_weights: object = None
+    matrices: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def matrix_for(self, half_life_days: float) -> InteractionMatrix:
+        """The train confidences under `half_life_days` (`jobs.decay.weights_for`), built the first time a
+        half-life is asked for and cached, so tuning trials that share a half-life share the matrix."""
+        if float(half_life_days) == float(self.half_life_days) or self.pair_weights is None:
+            return self.matrix
+        if half_life_days not in self.matrices:
+            t = self.pair_weights
+            built = InteractionMatrix.from_pairs(t.column("person_id"), t.column("item_id"),
+                                                 weights_for(t, half_life_days))
+            built.matrix.eliminate_zeros()  # a pair all of whose events decayed to nothing is no preference
+            self.matrices[half_life_days] = built
+        return self.matrices[half_life_days]
 
 
 def _require_not_null(table, columns: list[str], *, what: str) -> None:
@@ -80,8 +101,12 @@ def _require_not_null(table, columns: list[str], *, what: str) -> None:
 
 
 def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_persons: int,
-                 segment_dimensions: tuple[str, ...], seed: int) -> Holdout:
+                 segment_dimensions: tuple[str, ...], seed: int, half_life_days: float) -> Holdout:
     """Reads D's temporal holdout, catalog and persons, and draws the seeded sample of test persons.
+
+    `matrix` is weighted with `half_life_days` (the night's `interactions.half_life_days`). `holdout_days` is
+    the configured length; the length the interactions stage cut (it widens a holdout with too few test
+    persons, `holdout/dt=D/holdout.json`) wins when recorded.
 
     Raises
     ------
@@ -96,6 +121,8 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
                 f"no temporal holdout for {run_date} at {part.path(run_date)}: the interactions stage writes it "
                 f"when gate.enabled is true. Run the nightly run (`recs run --date {run_date}`) or its "
                 f"interactions stage for that date first.")
+    info = data.holdout_info.read(run_date)
+    holdout_days = int(info["holdout_days"]) if info else holdout_days
     train_t = data.holdout_train.read_arrow(run_date)
     _require_not_null(train_t, ["person_id", "item_id", "weight"], what=f"holdout train of {run_date}")
     test_t = data.holdout_test.read_arrow(run_date, ["person_id", "item_id"])
@@ -116,7 +143,8 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
     persons = persons[persons["person_id"].notna()].drop_duplicates("person_id")
 
     matrix = InteractionMatrix.from_pairs(train_t.column("person_id"), train_t.column("item_id"),
-                                          train_t.column("weight").to_numpy(zero_copy_only=False))
+                                          weights_for(train_t, half_life_days))
+    matrix.matrix.eliminate_zeros()
     train = train_t.select(["person_id", "item_id", "purchased", "last_time"]).to_pandas()
     train["purchased"] = train["purchased"].fillna(False).astype(bool)
     test = test_t.to_pandas().drop_duplicates()
@@ -136,24 +164,28 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
     segments = pd.DataFrame({"person_id": matrix.person_ids, "segment": known_context_keys(context, present)})
 
     cutoff = pd.Timestamp(holdout_test_start(run_date, holdout_days).isoformat(), tz="UTC")
-    counts = {"train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
+    counts = {"holdout_days": holdout_days, "train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
               "train_items": len(matrix.item_ids), "test_pairs": int(test_t.num_rows),
               "test_persons": len(test_persons), "test_persons_without_history": n_cold,
               "evaluated_persons": len(warm), "evaluated_test_pairs": len(test),
               "catalog_items": len(catalog), "available_items": len(available)}
+    weight_columns = [c for c in ("person_id", "item_id", "weight", "weights") if c in train_t.column_names]
     return Holdout(run_date=run_date, cutoff=cutoff, train=train, matrix=matrix, persons=warm, test=test,
                    bought=bought, available_items=available, item_categories=item_categories, segments=segments,
-                   counts=counts)
+                   counts=counts, half_life_days=float(half_life_days), pair_weights=train_t.select(weight_columns))
 
 
-def model_recs(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int) -> pd.DataFrame:
-    """ALS with `settings` on the holdout train, then the night's retrieval for the evaluated persons:
+def model_recs(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int,
+               half_life_days: float | None = None, exact: bool = False) -> pd.DataFrame:
+    """ALS with `settings` on the holdout train (weighted with `half_life_days`, default the holdout's own),
+    then the night's retrieval (`exact`: numpy top-k, no index) for the evaluated persons:
     person_id, item_id, score, rank (1..k); only available items, none bought before the cutoff."""
-    model = MFModel.fit(holdout.matrix, settings, seed=seed)
+    matrix = holdout.matrix if half_life_days is None else holdout.matrix_for(half_life_days)
+    model = MFModel.fit(matrix, settings, seed=seed)
     recs = model.recommend(holdout.persons, model.item_index(holdout.available_items),
                            exclude_persons=holdout.bought["person_id"].to_numpy(dtype=object),
                            exclude_items=holdout.bought["item_id"].to_numpy(dtype=object),
-                           n=k, brute_force_below=brute_force_below)
+                           n=k, brute_force_below=brute_force_below, exact=exact)
     return recs.select(["person_id", "item_id", "score", "rank"]).to_pandas()
 
 
@@ -192,10 +224,12 @@ def evaluate(holdout: Holdout, recs: pd.DataFrame, *, k: int, beyond_accuracy: b
 
 
 def evaluate_settings(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int,
-                      beyond_accuracy: bool = True) -> dict:
-    """Fit with ALS `settings` (factors, regularization, alpha, iterations, threads) and score on the holdout."""
+                      beyond_accuracy: bool = True, half_life_days: float | None = None, exact: bool = False) -> dict:
+    """Fit with ALS `settings` (factors, regularization, alpha, iterations, threads) on the train weighted with
+    `half_life_days` (default the holdout's) and score on the holdout."""
     started = time.perf_counter()
-    recs = model_recs(holdout, settings, seed=seed, k=k, brute_force_below=brute_force_below)
+    recs = model_recs(holdout, settings, seed=seed, k=k, brute_force_below=brute_force_below,
+                      half_life_days=half_life_days, exact=exact)
     metrics = evaluate(holdout, recs, k=k, beyond_accuracy=beyond_accuracy)
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     return metrics

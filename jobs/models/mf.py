@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.models.als import Factors, to_csr, train_als
-from jobs.models.ann import top_n
+from jobs.models.ann import exact_top_n, top_n
 
 MF_SOURCE = "mf"
 PERSONS_TABLE, ITEMS_TABLE = "persons", "items"
@@ -96,8 +96,10 @@ class MFModel:
         return ItemIndex(ids[order], vectors[order].reshape(len(order), self.items.vectors.shape[1]), sources[order])
 
     def recommend(self, person_ids: np.ndarray, index: ItemIndex, *, exclude_persons=(), exclude_items=(), n: int,
-                  brute_force_below: int) -> pa.Table:
+                  brute_force_below: int, exact: bool = False) -> pa.Table:
         """Top-`n` items of `index` per person by inner product, never a (person, item) pair in `exclude_*`.
+
+        `exact` scores with numpy and builds no ScaNN index (tuning trials: a fresh model each time).
 
         Persons without factors are skipped. Returns an Arrow table person_id, item_id, score, source, rank
         (1 = best), grouped by person in the order of `person_ids` (Arrow: millions of rows stay cheap).
@@ -108,8 +110,9 @@ class MFModel:
         b_rows = pd.Index(person_ids).get_indexer(np.asarray(exclude_persons, dtype=object))
         b_cols = index.positions(np.asarray(exclude_items, dtype=object))
         known = (b_rows >= 0) & (b_cols >= 0)  # an excluded item that is not in the index needs no filter
-        p, i, s = top_n(self.persons.vectors[rows], index.vectors, bought_rows=b_rows[known].astype(np.int64),
-                        bought_cols=b_cols[known].astype(np.int64), n=n, brute_force_below=brute_force_below)
+        bought = {"bought_rows": b_rows[known].astype(np.int64), "bought_cols": b_cols[known].astype(np.int64), "n": n}
+        p, i, s = (exact_top_n(self.persons.vectors[rows], index.vectors, **bought) if exact else
+                   top_n(self.persons.vectors[rows], index.vectors, brute_force_below=brute_force_below, **bought))
         starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]]) if len(p) else np.zeros(0, np.int64)
         rank = np.arange(len(p)) - np.repeat(starts, np.diff(np.r_[starts, len(p)])) + 1
         take_p, take_i = pa.array(p), pa.array(i)

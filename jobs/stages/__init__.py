@@ -6,4 +6,4 @@ Importing this package is cheap (no Spark, no models), so the DAG file can take 
 """
 from __future__ import annotations
 
-STAGES: tuple[str, ...] = ("validate", "stitch", "interactions", "train", "gate", "retrieve", "rank", "publish")
+STAGES: tuple[str, ...] = ("validate", "stitch", "interactions", "tune", "train", "gate", "retrieve", "rank", "publish")

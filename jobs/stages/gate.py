@@ -1,4 +1,4 @@
-"""Stage 5 of 8, gate: nothing worse than popularity, or much worse than the live lists, reaches the storefront.
+"""Stage 6 of 9, gate: nothing worse than popularity, or much worse than the live lists, reaches the storefront.
 
 The gate measures recipes, not factors, on one holdout: it trains ALS with the night's settings (`cfg.als`,
 `cfg.seed`) on the temporal holdout's train part (everything before the cutoff, written by the interactions
@@ -187,7 +187,8 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     meta = data.models.meta(run_date)
     gate, k = cfg.gate, cfg.gate.k
     holdout = load_holdout(data, run_date, holdout_days=gate.holdout_days, max_test_persons=gate.max_test_persons,
-                           segment_dimensions=cfg.segments.dimensions, seed=cfg.seed)
+                           segment_dimensions=cfg.segments.dimensions, seed=cfg.seed,
+                           half_life_days=cfg.interactions.half_life_days)
     n_eval = len(holdout.persons)
     brute_force_below = cfg.candidates.scann_brute_force_below
     previous = data.models.latest_published_before(run_date)

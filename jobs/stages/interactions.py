@@ -1,4 +1,4 @@
-"""Stage 3 of 8, interactions: events -> decay-weighted person x item confidence.
+"""Stage 3 of 9, interactions: events -> decay-weighted person x item confidence.
 
 Each item event contributes `event_weights[event_type] * 0.5 ** (age_days / half_life_days)`, where age is
 counted from the end of the run's day. Weights are summed per (person, item); pairs whose sum is not
@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
+from jobs.decay import HALF_LIFE_GRID_DAYS
 from jobs.evaluation.splits import holdout_test_start
 from jobs.identity import attribute_events, load_state_nodes
 from jobs.storage.datasets import Datasets
@@ -29,7 +30,8 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
     """Decay-weighted (person_id, item_id) confidence from events that carry a `person_id`. Pure: no I/O.
 
     A pair's weight is capped at `max_weight`, so no one person can make one item weigh without bound.
-    Returns columns person_id, item_id, weight (> 0), purchased (bool), last_time.
+    Returns columns person_id, item_id, weight (> 0), weights (the weight under each half-life of
+    `HALF_LIFE_GRID_DAYS`, capped the same way and never below 0), purchased (bool), last_time.
     """
     weighted = {t: w for t, w in event_weights.items() if t in ITEM_EVENT_TYPES and w != 0}
     weight_of = F.lit(0.0)
@@ -37,20 +39,28 @@ def build_interactions(events: DataFrame, *, run_date: str, event_weights: dict[
         weight_of = F.when(F.col("event_type") == event_type, F.lit(float(w))).otherwise(weight_of)
     day_end = F.to_timestamp(F.lit(f"{run_date} 23:59:59"))
     age_days = (F.unix_timestamp(day_end) - F.unix_timestamp("event_time")) / 86400.0
-    decay = F.pow(F.lit(0.5), F.greatest(age_days, F.lit(0.0)) / F.lit(float(half_life_days)))
+    age = F.greatest(age_days, F.lit(0.0))
+
+    def decay(days: float):
+        return F.pow(F.lit(0.5), age / F.lit(float(days)))
+
     item_events = (events
                    .where(F.col("person_id").isNotNull() & F.col("item_id").isNotNull()
                           & F.col("event_type").isin(*ITEM_EVENT_TYPES))
                    .where(F.col("event_time") < day_end + F.expr("INTERVAL 1 SECOND")))
     per_pair = (item_events
                 .groupBy("person_id", "item_id")
-                .agg(F.sum(weight_of * decay).alias("weight"),
+                .agg(F.sum(weight_of * decay(half_life_days)).alias("weight"),
+                     *[F.sum(weight_of * decay(h)).alias(f"w{i}") for i, h in enumerate(HALF_LIFE_GRID_DAYS)],
                      F.sum(F.when(F.col("event_type") == "purchase", 1).when(F.col("event_type") == "return", -1)
                            .otherwise(0)).alias("net_purchases"),
                      F.max("event_time").alias("last_time")))
+    cap = F.lit(float(max_weight))
+    weights = F.array(*[F.greatest(F.least(F.col(f"w{i}"), cap), F.lit(0.0)).cast("double")
+                        for i in range(len(HALF_LIFE_GRID_DAYS))])
     return (per_pair.where(F.col("weight") > 0)
             .select("person_id", "item_id",
-                    F.least(F.col("weight"), F.lit(float(max_weight))).cast("double").alias("weight"),
+                    F.least(F.col("weight"), cap).cast("double").alias("weight"), weights.alias("weights"),
                     (F.col("net_purchases") > 0).alias("purchased"), "last_time"))
 
 
@@ -76,6 +86,33 @@ def holdout_split(events: DataFrame, *, run_date: str, holdout_days: int, event_
             .join(train.where(F.col("purchased")).select("person_id", "item_id"), ["person_id", "item_id"],
                   "left_anti"))
     return train, test
+
+
+def holdout_days_for(events: DataFrame, *, run_date: str, holdout_days: int, max_holdout_days: int,
+                     min_test_persons: int, test_event_types: tuple[str, ...]) -> tuple[int, dict[int, int]]:
+    """The holdout length to cut: `holdout_days`, doubled (up to `max_holdout_days`) while fewer than
+    `min_test_persons` persons acted (`test_event_types`) in the holdout days and had an item event before
+    them. Returns (days, {days tried: such persons}). A shop where few people come back within a week
+    (MovieLens' raters) still gets a holdout to judge and tune on. One aggregation for every length."""
+    lengths = [holdout_days]
+    while lengths[-1] * 2 <= max_holdout_days:
+        lengths.append(lengths[-1] * 2)
+    if len(lengths) == 1:
+        return holdout_days, {}
+    per_person = (events.where(F.col("person_id").isNotNull() & F.col("item_id").isNotNull()
+                               & F.col("event_type").isin(*ITEM_EVENT_TYPES))
+                  .groupBy("person_id")
+                  .agg(F.min("event_time").alias("first"),
+                       F.max(F.when(F.col("event_type").isin(*test_event_types), F.col("event_time"))).alias("last")))
+
+    def testable(days: int):
+        cutoff = F.to_timestamp(F.lit(f"{holdout_test_start(run_date, days)} 00:00:00"))
+        return F.sum(F.when((F.col("first") < cutoff) & (F.col("last") >= cutoff), 1).otherwise(0)).alias(f"d{days}")
+
+    row = per_person.agg(*[testable(days) for days in lengths]).first()
+    counts = {days: int(row[f"d{days}"] or 0) for days in lengths}
+    chosen = next((days for days in lengths if counts[days] >= min_test_persons), lengths[-1])
+    return chosen, counts
 
 
 def active_persons(events: DataFrame) -> DataFrame:
@@ -107,13 +144,22 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     out = data.interactions.write_spark(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"),
                                         run_date)
     data.persons.write_spark(active_persons(attributed).coalesce(1), run_date)
+    holdout_days = None
     if cfg.gate.enabled:
-        train, test = holdout_split(attributed, run_date=run_date, holdout_days=cfg.gate.holdout_days,
+        gate = cfg.gate
+        holdout_days, tested = holdout_days_for(
+            attributed, run_date=run_date, holdout_days=gate.holdout_days, max_holdout_days=gate.max_holdout_days,
+            min_test_persons=gate.min_test_persons, test_event_types=gate.test_event_types)
+        train, test = holdout_split(attributed, run_date=run_date, holdout_days=holdout_days,
                                     event_weights=cfg.event_weights.as_dict(),
                                     half_life_days=cfg.interactions.half_life_days, max_weight=cap,
                                     test_event_types=cfg.gate.test_event_types)
         data.holdout_train.write_spark(train.coalesce(cfg.spark.shuffle_partitions), run_date)
         data.holdout_test.write_spark(test.coalesce(1), run_date)
+        data.holdout_info.write(run_date, {
+            "run_date": run_date, "holdout_days": holdout_days, "configured_holdout_days": gate.holdout_days,
+            "test_start": holdout_test_start(run_date, holdout_days).isoformat(),
+            "test_persons_by_days": {str(d): n for d, n in tested.items()}})
     attributed.unpersist()
     flagged_counts = {r["id_type"]: r["n"] for r in flagged.groupBy("id_type").agg(F.count("*").alias("n")).collect()}
     flagged.unpersist()
@@ -121,4 +167,5 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     stats = written.agg(F.count("*").alias("pairs"), F.countDistinct("person_id").alias("persons"),
                         F.countDistinct("item_id").alias("items"),
                         F.sum(F.col("purchased").cast("int")).alias("purchased_pairs")).first().asDict()
-    return {"path": out, **stats, "flagged_ids": flagged_counts, "seconds": round(time.time() - started, 1)}
+    return {"path": out, **stats, "flagged_ids": flagged_counts, "holdout_days": holdout_days,
+            "seconds": round(time.time() - started, 1)}

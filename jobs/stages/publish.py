@@ -1,4 +1,4 @@
-"""Stage 8 of 8, publish: check the staged lists, then publish them as the night's version.
+"""Stage 9 of 9, publish: check the staged lists, then publish them as the night's version.
 
 Nothing reaches the storefront unless every check passes: the output checks (quality/outputs.py) and the
 model gate (stage 5). Publishing moves the staged lists into `recommendations/dt=D/`, builds a new

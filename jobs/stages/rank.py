@@ -1,4 +1,4 @@
-"""Stage 7 of 8, rank: candidates -> ranked lists, for each person and for each segment.
+"""Stage 8 of 9, rank: candidates -> ranked lists, for each person and for each segment.
 
 Segment lists rank the window's most engaged-with available items per segment (`global`, `country=DE`,
 `device_type=ios`, `country=DE/device_type=ios`, ...); a segment needs `segments.min_events` events.

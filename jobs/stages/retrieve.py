@@ -1,4 +1,4 @@
-"""Stage 6 of 8, retrieve: ScaNN top-N candidates per person from the night's ALS embeddings.
+"""Stage 7 of 9, retrieve: ScaNN top-N candidates per person from the night's ALS embeddings.
 
 The index holds only items available in the run day's catalog, so an unavailable item can never be
 retrieved, plus new items placed by their attributes (`jobs.models.content`, source `content`). Items the

@@ -1,4 +1,4 @@
-"""Stage 2: identity stitching. The cookies, app installs and accounts of one person become one `person_id`.
+"""Stage 2 of 9, stitch: identity stitching. The cookies, app installs and accounts of one person become one `person_id`.
 
 Reads the latest earlier identity state and the validated days it has not consumed, stitches them
 (`jobs.identity.graph.stitch`: the graph, its guards and stable ids are documented there), and writes the new

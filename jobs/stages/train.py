@@ -1,4 +1,4 @@
-"""Stage 4 of 8, train: implicit-feedback matrix factorization (`implicit` ALS) on the night's interactions.
+"""Stage 5 of 9, train: implicit-feedback matrix factorization (`implicit` ALS) on the night's interactions.
 
 Reads the interactions' three columns it needs with pyarrow, fits `jobs.models.mf.MFModel`, and saves the
 factors next to their ids with `model.json` (version, every setting) in `models/dt=D/`.
@@ -10,6 +10,7 @@ import logging
 import time
 
 from jobs.config import RecsConfig
+from jobs.decay import weights_for
 from jobs.models.mf import InteractionMatrix, MFModel
 from jobs.storage.datasets import Datasets
 
@@ -24,11 +25,12 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     """`spark` is unused: the fit runs on this node (see jobs.models.als)."""
     started = time.time()
     data = Datasets(cfg.data_root)
-    table = data.interactions.read_arrow(run_date, ["person_id", "item_id", "weight"])
+    table = data.interactions.read_arrow(run_date, ["person_id", "item_id", "weight", "weights"])
     if table.num_rows == 0:
         raise ValueError(f"no interactions at {data.interactions.path(run_date)}: nothing to train on")
     matrix = InteractionMatrix.from_pairs(table.column("person_id"), table.column("item_id"),
-                                          table.column("weight").to_numpy())
+                                          weights_for(table, cfg.interactions.half_life_days))
+    matrix.matrix.eliminate_zeros()  # a pair all of whose events decayed to nothing under this half-life
     del table
     fit_started = time.time()
     model = MFModel.fit(matrix, cfg.als, seed=cfg.seed)

@@ -1,4 +1,4 @@
-"""Stage 1: validate the raw inputs of the training window; the only stage that reads `raw/`.
+"""Stage 1 of 9, validate: the raw inputs of the training window; the only stage that reads `raw/`.
 
 A run for day D looks at every day of its window (`window(D, cfg.window_days)`). A day whose raw files
 (names, sizes, modification times) and row rules match the marker `_recs_validated.json` of its

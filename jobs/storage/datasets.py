@@ -14,15 +14,19 @@ dataset, the date and the path.
 | interactions         | interactions | train, retrieve, rank, publish  | interactions            |
 | persons              | interactions | rank, gate                      | persons                 |
 | flagged ids          | interactions | rank                            | flagged_ids             |
-| holdout train / test | interactions | gate, `recs tune`               | interactions / pairs    |
+| holdout train / test | interactions | gate, tune, `recs tune`         | interactions / pairs    |
+| holdout info         | interactions | gate, tune, `recs tune`         | holdout_info (JSON)     |
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
 | candidates           | retrieve     | rank                            | candidates              |
 | segment lists        | rank         | (reports)                       | segments                |
 | staged lists         | rank         | publish                         | recommendations         |
 | published lists      | publish      | serving export                  | recommendations         |
+| tuning (settings.json) | tune       | every stage after tune (`jobs.pipeline.run_stage`) | tuning (JSON)  |
+| tuning history       | tune         | tune (the next night's warm start) | tuning (JSON lines)  |
 """
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 from typing import Callable
@@ -81,6 +85,68 @@ class PartitionedDataset:
         from schemas import load
 
         return load(self.schema).arrow()
+
+
+def _check_document(doc: dict, schema: str, what: str) -> dict:
+    from schemas import load
+
+    missing = [f for f in load(schema).required if f not in doc]
+    if missing:
+        raise ValueError(f"{what}: missing required field(s) {missing} (schema {schema!r})")
+    return doc
+
+
+@dataclass(frozen=True)
+class JsonDocument:
+    """One JSON document per date (`<folder>/dt=D/<file>`), checked against its schema's required fields."""
+
+    name: str
+    layout: Layout
+    path_of: Callable[[Layout, str], str]
+    schema: str
+
+    def path(self, ds: str) -> str:
+        return self.path_of(self.layout, ds)
+
+    def exists(self, ds: str) -> bool:
+        return io.exists(self.path(ds))
+
+    def read(self, ds: str) -> dict | None:
+        """The document of `ds`, or None when there is none."""
+        doc = io.read_json(self.path(ds))
+        return None if doc is None else _check_document(doc, self.schema, f"{self.name} at {self.path(ds)}")
+
+    def write(self, ds: str, doc: dict) -> str:
+        io.write_json(self.path(ds), _check_document(io.json_ready(doc), self.schema, self.name))
+        return self.path(ds)
+
+
+@dataclass(frozen=True)
+class JsonLinesHistory:
+    """A small history carried from night to night: one JSON line per `run_date`; writing a date again replaces
+    its line (a re-run night does not count twice). The whole file is rewritten atomically."""
+
+    name: str
+    path: str
+    schema: str
+
+    def records(self) -> list[dict]:
+        if not io.exists(self.path):
+            return []
+        fs, p = io.fs_for(self.path)
+        with fs.open(p, "r") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def before(self, ds: str) -> list[dict]:
+        """Records of nights before `ds`, oldest first."""
+        return sorted((r for r in self.records() if r["run_date"] < ds), key=lambda r: r["run_date"])
+
+    def put(self, record: dict) -> str:
+        record = _check_document(io.json_ready(record), self.schema, self.name)
+        kept = [r for r in self.records() if r["run_date"] != record["run_date"]]
+        lines = sorted([*kept, record], key=lambda r: r["run_date"])
+        io.write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in lines))
+        return self.path
 
 
 class ModelStore:
@@ -159,11 +225,17 @@ class Datasets:
         self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.pipeline("flagged_ids", ds), "flagged_ids")
         self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
         self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")
+        self.holdout_info = JsonDocument("holdout info", layout, lambda lay, ds: lay.holdout(ds, "holdout.json"),
+                                         "holdout_info")
         self.candidates = declare("candidates", Layout.candidates, "candidates")
         self.segment_lists = declare("segment lists", Layout.segments, "segments")
         self.staged_lists = declare("staged lists", Layout.staged_recommendations, "recommendations")
         self.published_lists = declare("published lists", Layout.recommendations, "recommendations")
         self.models = ModelStore(layout)
+        self.tuning = JsonDocument("tuning settings", layout,
+                                   lambda lay, ds: f"{lay.pipeline('tuning', ds)}/settings.json", "tuning")
+        self.tuning_history = JsonLinesHistory("tuning history", layout.tuning_history(),
+                                               "tuning")
 
     def window_events(self, spark, run_date: str, window_days: int, columns: list[str] | None = None):
         """Validated events of the `window_days` days ending on `run_date` (days without data are skipped)."""

@@ -41,6 +41,10 @@ class Layout:
     def quarantine(self, dataset: str, ds: str | None = None) -> str:
         return self._p("quarantine", dataset) if ds is None else self._p("quarantine", dataset, f"dt={ds}")
 
+    def tuning_history(self) -> str:
+        """Self-tuning's settings history, one JSON line per night: what the next night warm-starts from."""
+        return self._p("state", "tuning", "history.jsonl")
+
     def identity_state(self, ds: str) -> str:
         return self._p("state", "identity", f"dt={ds}")
 
