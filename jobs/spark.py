@@ -6,10 +6,12 @@ import sys
 import warnings
 from pathlib import Path
 
-LOG4J = Path(__file__).resolve().parents[2] / "conf" / "log4j2.properties"
+from jobs.config import SparkConfig
+
+LOG4J = Path(__file__).resolve().parents[1] / "conf" / "log4j2.properties"
 
 
-def spark_session(spark_cfg, app_name: str = "recs"):
+def spark_session(spark_cfg: SparkConfig, app_name: str = "recs"):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")

@@ -20,6 +20,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from jobs.config import RecsConfig
 from jobs.storage import io
 from jobs.storage.layout import Layout, day
 
@@ -162,7 +163,7 @@ def purge(root: str, run_date: str, *, retention_days: int, purge_raw: bool = Fa
             "leftovers_swept": leftovers, "warnings": warnings}
 
 
-def purge_for_config(cfg, run_date: str, *, dry_run: bool = False) -> dict:
+def purge_for_config(cfg: RecsConfig, run_date: str, *, dry_run: bool = False) -> dict:
     """`purge` with the settings of a `RecsConfig` (what `recs purge` and the DAG's purge task call)."""
     return purge(cfg.data_root, run_date, retention_days=cfg.privacy.retention_days, purge_raw=cfg.privacy.purge_raw,
                  dry_run=dry_run, window_days=cfg.window_days)
