@@ -3,7 +3,10 @@ process (one plain Spark pass reading every event of the window), so figures com
 
     python bench/bench_pipeline.py                       # 100k users x 20k items x 90 days (~10M events)
     python bench/bench_pipeline.py --users 20000 --items 5000 --days 30
-The shop is generated once per size under --work (default /tmp/recs-bench) and reused.
+    python bench/bench_pipeline.py --nights 2            # the first night, then a steady-state night after it
+The shop is generated once per size under --work (default /tmp/recs-bench) and reused; every run starts from
+its raw data only. With --nights N the last N days run one after the other on the same DATA_ROOT, so the later
+nights show what a night costs once validation, identity state and tuned settings carry over.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     add_shop_args(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--nights", type=int, default=1, help="run the last N days in order (first, then steady nights)")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import datetime as dt
@@ -33,18 +37,20 @@ def main(argv=None) -> int:
 
     root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"
     run_date = (dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days - 1)).isoformat()
+    nights = [(dt.date.fromisoformat(run_date) - dt.timedelta(days=n)).isoformat()
+              for n in range(args.nights - 1, -1, -1)]
     gen_seconds = None
     if not (root / "raw" / "events" / f"dt={run_date}").exists():
         t = time.time()
         generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items, seed=1)
         gen_seconds = time.time() - t
     for sub in ("validated", "quarantine", "state", "interactions", "persons", "segments", "models", "candidates",
-                "staging", "recommendations", "identity", "exports", "reports"):
+                "staging", "recommendations", "identity", "exports", "reports", "holdout", "tuning", "flagged_ids"):
         import shutil
 
         shutil.rmtree(root / sub, ignore_errors=True)  # every run starts from raw data only
     cfg = load_config(data_root=str(root), overrides=args.set)
-    timings = {}
+    timings = {night: {} for night in nights}
     with PeakRSS() as mem:
         t = time.time()
         spark = spark_session(cfg.spark, app_name="recs-bench")
@@ -57,17 +63,22 @@ def main(argv=None) -> int:
         # decode every column (a bare count() reads only Parquet metadata)
         n_events = events.agg(F.count("*").alias("n"), F.max(F.xxhash64(*events.columns)).alias("h")).first()["n"]
         baseline = time.time() - t
-        for stage in STAGES:
-            t = time.time()
-            run_stage(stage, cfg, run_date, spark=spark)
-            timings[stage] = time.time() - t
-    total = sum(timings.values())
+        for night in nights:
+            for stage in STAGES:
+                t = time.time()
+                run_stage(stage, cfg, night, spark=spark)
+                timings[night][stage] = time.time() - t
+    totals = {night: sum(t.values()) for night, t in timings.items()}
+    header = " | ".join(f"{'first' if i == 0 else 'steady'} night {night}: s (x pass)"
+                        for i, night in enumerate(nights))
     lines = [f"shop: {args.users:,} users x {args.items:,} items x {args.days} days = {n_events:,} events"
              + (f" (generated in {gen_seconds:.0f}s)" if gen_seconds else ""),
              f"config overrides: {args.set or 'none'}; spark {cfg.spark.master}",
-             "", "| stage | seconds | x one Spark pass |", "|---|---|---|"]
-    lines += [f"| {s} | {v:.1f} | {v / baseline:.1f} |" for s, v in timings.items()]
-    lines += [f"| **total** | **{total:.1f}** | **{total / baseline:.1f}** |", "",
+             "", f"| stage | {header} |", "|---|" + "---|" * len(nights)]
+    lines += [f"| {s} | " + " | ".join(f"{timings[n][s]:.1f} ({timings[n][s] / baseline:.1f})" for n in nights) + " |"
+              for s in STAGES]
+    lines += ["| **total** | " + " | ".join(f"**{totals[n]:.1f}** ({totals[n] / baseline:.1f})" for n in nights)
+              + " |", "",
               f"baseline (one Spark pass: read and hash every column of every event): {baseline:.1f}s; "
               f"Spark start {startup:.1f}s; "
               f"peak RSS (Python + JVM) {mem.peak_gb:.2f} GB"]
