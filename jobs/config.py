@@ -121,7 +121,7 @@ class GateConfig:
     max_drop_vs_previous: float
     test_event_types: tuple[str, ...]
     max_test_persons: int
-    # added by the gate stage (jobs/gate.py)
+    # the gate stage's own rules (jobs/stages/gate.py)
     min_test_persons: int
     popularity_windows_days: tuple[int, ...]
     max_holdout_days: int
