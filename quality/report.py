@@ -1,45 +1,10 @@
-"""The run's validation report: `reports/dt=D/validation.json`, `validation.html` and the GX data docs."""
+"""The run's validation report as a page: `render_html` (the validate stage writes it, with the JSON and the
+GX data docs, through the storage layer)."""
 from __future__ import annotations
 
 import html
-import json
-import posixpath
-import uuid
-
-import fsspec
 
 STATUS_ORDER = {"failed": 0, "warned": 1, "skipped": 2, "passed": 3}
-
-
-def publish_docs(local_dir: str, reports_dir: str) -> str:
-    """Copies a locally built data docs site to `<reports_dir>/data_docs/` (replaced whole); returns its index.
-
-    `reports_dir` is a local path or any fsspec URI; the site is uploaded to a hidden sibling first and
-    swapped in, so a reader never sees half a site.
-    """
-    final = posixpath.join(reports_dir, "data_docs")
-    fs, final_p = fsspec.core.url_to_fs(final)
-    tmp = f"{final_p}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.makedirs(posixpath.dirname(final_p), exist_ok=True)
-    fs.put(local_dir.rstrip("/") + "/", tmp, recursive=True)
-    if fs.exists(final_p):
-        old = f"{final_p}.old-{uuid.uuid4().hex[:8]}"
-        fs.mv(final_p, old, recursive=True)
-        fs.mv(tmp, final_p, recursive=True)
-        fs.rm(old, recursive=True)
-    else:
-        fs.mv(tmp, final_p, recursive=True)
-    return posixpath.join(final, "index.html")
-
-
-def _write_text(path: str, text: str) -> None:
-    """Writes a small file via a temporary sibling, so a reader sees the old or the new version."""
-    fs, p = fsspec.core.url_to_fs(path)
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
-    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "w") as f:
-        f.write(text)
-    fs.mv(tmp, p)
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -79,12 +44,3 @@ def render_html(summary: dict) -> str:
              _table(["day", "dataset", "rows", "good", "quarantined"], day_rows),
              "</body></html>"]
     return "".join(parts)
-
-
-def write_reports(summary: dict, reports_dir: str) -> dict:
-    """Writes `validation.json` and `validation.html` into `reports_dir`; returns their paths."""
-    json_path = posixpath.join(reports_dir, "validation.json")
-    html_path = posixpath.join(reports_dir, "validation.html")
-    _write_text(json_path, json.dumps(summary, indent=1, sort_keys=True, default=str))
-    _write_text(html_path, render_html(summary))
-    return {"json": json_path, "html": html_path}

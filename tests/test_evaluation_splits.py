@@ -164,14 +164,3 @@ def test_missing_column_raises_value_error_naming_it(truth, call, column):
 def test_python_stratified_split__ratio_must_be_strictly_between_0_and_1(truth):
     with pytest.raises(ValueError, match="ratio must be"):
         ev.python_stratified_split(truth, ratio=1.0)
-
-
-def test_package_face_reexports_every_public_name_of_splits():
-    # callers use `from jobs import evaluation as ev; ev.name(...)`: the face must keep exposing this module
-    from jobs import evaluation
-
-    public = [name for name, value in vars(ev).items()
-              if not name.startswith("_") and getattr(value, "__module__", None) == ev.__name__]
-    assert public
-    for name in public:
-        assert name in evaluation.__all__ and getattr(evaluation, name) is getattr(ev, name), name

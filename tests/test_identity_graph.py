@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 from conftest import rows
+from identity_events import ev, events_df
 from pyspark.sql import functions as F
 
 from jobs.config import IdentityConfig
@@ -15,23 +16,6 @@ from jobs.identity.graph import person_id_for, stitch
 pytestmark = pytest.mark.spark
 
 D1, D2 = "2026-03-01", "2026-03-02"
-
-
-def ev(event_id, when, anon, user=None, *, session=None, email=None, event_type=None, day=None):
-    """One event row as a dict: `when` is 'HH:MM' on `day` (D1 by default)."""
-    day = day or D1
-    t = dt.datetime.fromisoformat(f"{day}T{when}:00")
-    return {"event_id": event_id, "event_time": t, "anonymous_id": anon, "user_id": user, "session_id": session,
-            "email_hash": email, "event_type": event_type or ("login" if email else "product_view"),
-            "item_id": None if email else "i1"}
-
-
-def events_df(spark, evs):
-    from schemas import load
-
-    schema = load("events").spark()
-    return spark.createDataFrame([tuple(e.get(f.name) for f in schema.fields) for e in evs], schema)
-
 
 
 def run_stitch(spark, evs, prior=None, run_date=D1, **kw):

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 from conftest import rows
+from identity_events import ev, events_df
 
 from jobs.identity.graph import person_id_for
 from jobs.identity.state import load_state_nodes, read_consumed_days, read_state
@@ -13,22 +14,6 @@ from jobs.storage.layout import Layout
 pytestmark = pytest.mark.spark
 
 D1, D2, D3 = "2026-03-01", "2026-03-02", "2026-03-03"
-
-
-def ev(event_id, when, anon, user=None, *, session=None, email=None, event_type=None, day=None):
-    """One event row as a dict: `when` is 'HH:MM' on `day` (D1 by default)."""
-    day = day or D1
-    t = dt.datetime.fromisoformat(f"{day}T{when}:00")
-    return {"event_id": event_id, "event_time": t, "anonymous_id": anon, "user_id": user, "session_id": session,
-            "email_hash": email, "event_type": event_type or ("login" if email else "product_view"),
-            "item_id": None if email else "i1"}
-
-
-def events_df(spark, evs):
-    from schemas import load
-
-    schema = load("events").spark()
-    return spark.createDataFrame([tuple(e.get(f.name) for f in schema.fields) for e in evs], schema)
 
 
 NIGHTS = {
@@ -103,7 +88,6 @@ def test_load_state_nodes__missing_night_is_a_clear_error(spark, cfg):
         load_state_nodes(spark, cfg.data_root, D1)
     with pytest.raises(FileNotFoundError, match="no validated events"):
         st.run(spark, cfg, D1)
-
 
 
 # ------------------------------------------------------------------------------- late days (issue #8, item 7)

@@ -26,7 +26,6 @@ from jobs.storage.layout import Layout, day
 
 log = logging.getLogger(__name__)
 
-_DT = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 NEVER = ("truth", "exports", "privacy")  # top-level folders retention leaves alone
 RAW_PERSONAL = ("events", "profiles")  # raw datasets with personal data (purged only with purge_raw)
 PURGING_PREFIX = ".purge-"
@@ -67,10 +66,10 @@ def find_partitions(root: str, *, include_raw: bool) -> list[Partition]:
                 continue
             if rel == ("raw",) and (not include_raw or name not in RAW_PERSONAL):
                 continue
-            m = _DT.match(name)
-            if m:
+            ds = io.partition_date(name)
+            if ds:
                 if rel:
-                    found.append(Partition("/".join(rel), m.group(1), prefix + entry["name"].rstrip("/")))
+                    found.append(Partition("/".join(rel), ds, prefix + entry["name"].rstrip("/")))
                 continue  # never look inside a partition
             walk(entry["name"], (*rel, name))
 

@@ -206,13 +206,13 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     decision = decide(model=metrics.get(MODEL), baselines=baselines, previous=metrics.get(PREVIOUS), gate=gate,
                       k=k, evaluated_persons=n_eval if MODEL in metrics else 0)
 
-    evaluation = json_ready({
+    evaluation = {  # data.models / write_report make these strict JSON (io.json_ready) as they write
         "run_date": run_date, "model_version": meta.get("model_version"), "k": k,
         "cutoff": holdout.cutoff.isoformat(),
-        "holdout": holdout.counts, "als": dataclasses.asdict(cfg.als), "seed": cfg.seed, "metrics": metrics})
+        "holdout": holdout.counts, "als": dataclasses.asdict(cfg.als), "seed": cfg.seed, "metrics": metrics}
     data.models.write_evaluation(run_date, evaluation)
     report_path = f"{data.layout.reports(run_date)}/gate.json"
-    report = json_ready({
+    report = {
         **evaluation,
         "verdict": decision["verdict"], "rule": decision["rule"], "reasons": decision["reasons"],
         "warnings": decision["warnings"], "checks": decision["checks"], "fallback": decision.get("fallback"),
@@ -222,7 +222,7 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
             "path": previous["path"],
             "metrics": metrics.get(PREVIOUS),
             "config_changes": config_changes(previous["model"].get("config"), cfg)},
-        "report_path": report_path, "seconds": round(time.time() - started, 1)})
+        "report_path": report_path, "seconds": round(time.time() - started, 1)}
     data.write_report(run_date, "gate.json", report)
     for w in decision["warnings"]:
         log.warning("gate %s: %s", run_date, w)

@@ -291,7 +291,8 @@ def run_gates(layout: Layout, plans: list[DayPlan], inputs: Inputs, metrics: dic
             frame = make_frame(pending_days, run_date, _history(layout, plans, metrics[name], name), q)
             result = gates.validate(f"{name}_days", frame, checks, index_columns=["ds"])
             findings += suites.day_findings(result, frame, run_date)
-        docs_index = report.publish_docs(gates.build_docs(), layout.reports(run_date))
+        docs = io.put_local_dir(gates.build_docs(), posixpath.join(layout.reports(run_date), "data_docs"))
+        docs_index = posixpath.join(docs, "index.html")
     finally:
         shutil.rmtree(docs_dir, ignore_errors=True)
     return findings, docs_index
@@ -384,7 +385,10 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
                "checks": findings, "failures": failures, "warnings": warnings, "passed": not failures,
                "reports": {"data_docs": docs_index, "data_docs_relative": "data_docs/index.html"},
                "timings": timings, "seconds": round(time.time() - started, 1)}
-    summary["reports"].update(report.write_reports(summary, reports_dir))
+    summary["reports"].update(json=posixpath.join(reports_dir, "validation.json"),
+                              html=posixpath.join(reports_dir, "validation.html"))
+    io.write_json(summary["reports"]["json"], summary)
+    io.write_text(summary["reports"]["html"], report.render_html(summary))
     if failures:
         raise QualityGateError(failures, report=summary["reports"]["json"])
     log.info("validate %s: passed in %.1fs (%d warning(s))", run_date, summary["seconds"], len(warnings))

@@ -222,7 +222,7 @@ class Datasets:
         self.identity_map = declare("identity map", Layout.identity, "identity")
         self.interactions = declare("interactions", Layout.interactions, "interactions")
         self.persons = declare("persons", Layout.persons, "persons")
-        self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.pipeline("flagged_ids", ds), "flagged_ids")
+        self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.partition("flagged_ids", ds), "flagged_ids")
         self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
         self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")
         self.holdout_info = JsonDocument("holdout info", layout, lambda lay, ds: lay.holdout(ds, "holdout.json"),
@@ -233,7 +233,7 @@ class Datasets:
         self.published_lists = declare("published lists", Layout.recommendations, "recommendations")
         self.models = ModelStore(layout)
         self.tuning = JsonDocument("tuning settings", layout,
-                                   lambda lay, ds: f"{lay.pipeline('tuning', ds)}/settings.json", "tuning")
+                                   lambda lay, ds: f"{lay.partition('tuning', ds)}/settings.json", "tuning")
         self.tuning_history = JsonLinesHistory("tuning history", layout.tuning_history(),
                                                "tuning")
 

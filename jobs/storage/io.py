@@ -41,6 +41,12 @@ def has_data(path: str) -> bool:
 _DT = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
+def partition_date(folder_name: str) -> str | None:
+    """`dt=2026-03-01` -> `2026-03-01`; None for any other name (hidden temporaries included)."""
+    m = _DT.match(folder_name)
+    return m.group(1) if m else None
+
+
 def partition_dates(folder: str) -> list[str]:
     """ISO dates of the complete `dt=YYYY-MM-DD` sub-folders of `folder`, sorted (hidden temporaries skipped)."""
     fs, p = fs_for(folder)
@@ -48,9 +54,9 @@ def partition_dates(folder: str) -> list[str]:
         return []
     days = []
     for entry in fs.ls(p, detail=False):
-        m = _DT.match(posixpath.basename(entry.rstrip("/")))
-        if m and fs.isdir(entry):
-            days.append(m.group(1))
+        ds = partition_date(posixpath.basename(entry.rstrip("/")))
+        if ds and fs.isdir(entry):
+            days.append(ds)
     return sorted(days)
 
 
@@ -95,6 +101,14 @@ def json_ready(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def put_local_dir(local_dir: str, final: str) -> str:
+    """Uploads a folder built on this machine (a report site) to `final`, a path or URI, replacing it whole."""
+    with atomic_dir(final) as tmp:
+        fs, p = fs_for(tmp)
+        fs.put(local_dir.rstrip("/") + "/", p, recursive=True)
+    return final
 
 
 def write_text(path: str, text: str) -> None:

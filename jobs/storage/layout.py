@@ -48,20 +48,20 @@ class Layout:
     def identity_state(self, ds: str) -> str:
         return self._p("state", "identity", f"dt={ds}")
 
-    def pipeline(self, dataset: str, ds: str) -> str:
-        """A pipeline-internal dataset partitioned by date: `<dataset>/dt=<ds>`."""
+    def partition(self, dataset: str, ds: str) -> str:
+        """A dataset partitioned by date at the root: `<dataset>/dt=<ds>`."""
         return self._p(dataset, f"dt={ds}")
 
     def interactions(self, ds: str) -> str:
-        return self._p("interactions", f"dt={ds}")
+        return self.partition("interactions", ds)
 
     def persons(self, ds: str) -> str:
         """Persons active in the window with their latest context (country, device_type)."""
-        return self._p("persons", f"dt={ds}")
+        return self.partition("persons", ds)
 
     def segments(self, ds: str) -> str:
         """Popular-item lists per segment, longer than top_n: the fallback candidates."""
-        return self._p("segments", f"dt={ds}")
+        return self.partition("segments", ds)
 
     def staged_recommendations(self, ds: str) -> str:
         """Ranked lists waiting for the output checks and the model gate before publish."""
@@ -72,17 +72,17 @@ class Layout:
         return self._p("holdout", f"dt={ds}", part)
 
     def model(self, ds: str) -> str:
-        return self._p("models", f"dt={ds}")
+        return self.partition("models", ds)
 
     def candidates(self, ds: str) -> str:
-        return self._p("candidates", f"dt={ds}")
+        return self.partition("candidates", ds)
 
     # contract outputs
     def recommendations(self, ds: str) -> str:
-        return self._p("recommendations", f"dt={ds}")
+        return self.partition("recommendations", ds)
 
     def identity(self, ds: str) -> str:
-        return self._p("identity", f"dt={ds}")
+        return self.partition("identity", ds)
 
     def kv(self) -> str:
         return self._p("exports", "kv")
