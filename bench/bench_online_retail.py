@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import add_real_data_args, append_results  # noqa: E402
 from bench.bench_movielens import (  # noqa: E402
-    DATA_QUALITY_WARN, self_tuned_run,
+    DATA_QUALITY_WARN, NO_CONFIG_ROWS, SELF_TUNED_ONE_NIGHT, no_config_run,
     als_recs,
     factor_recs,
     markdown_table,
@@ -214,14 +214,15 @@ def main(argv=None) -> int:
                         f"{r.margin_weight:g}, max {r.max_per_category} per category)", staged, truth))
         # last: it replaces the tuned config's outputs
         protocol = [f"window_days={window_days}", f"top_n={K}", *DATA_QUALITY_WARN]
-        _, _, note = self_tuned_run(root, args.cut, protocol, spark)
-        self_tuned = person_lists(read_table(layout.recommendations(args.cut)), identity, user_id_to_user=same)
-        rows.append(row("**no config file, self-tuned (one night)**", self_tuned, truth, extra=note))
+        for name, nights, tuning in NO_CONFIG_ROWS:
+            _, note = no_config_run(root, args.cut, protocol, spark, nights=nights, tuning=tuning)
+            lists = person_lists(read_table(layout.recommendations(args.cut)), identity, user_id_to_user=same)
+            rows.append(row(name, lists, truth, extra=note))
     spark.stop()
 
     full = next(r for r in rows if r["name"].startswith("**full"))
     lift = full["ndcg_at_k"] / best_pop if best_pop else float("inf")
-    auto = next((r for r in rows if r["name"].startswith("**no config")), None)
+    auto = next((r for r in rows if r["name"] == SELF_TUNED_ONE_NIGHT), None)
     auto_lift = auto["ndcg_at_k"] / best_pop if auto and best_pop else None
     a, rk, ew = cfg.als, cfg.rank, cfg.event_weights
     lines = [f"Online Retail: train up to {args.cut} ({len(train):,} purchase lines), test {len(truth):,} new "
