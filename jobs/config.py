@@ -137,6 +137,7 @@ class TuningConfig:
     min_relative_gain: float
     max_test_persons: int
     max_trials: int
+    min_trials_wide: int
     patience_trials: int
     method: str
 

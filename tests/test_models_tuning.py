@@ -41,6 +41,13 @@ def test_search_stops_when_the_budget_is_spent():
     assert len(trials) == 1  # the current settings always run
 
 
+def test_min_trials_run_even_when_the_budget_is_spent():
+    # a busy host makes every trial slow: the first night's search still tries this many before it stops
+    trials = search(lambda s: {"ndcg_at_k": 0.1, "seconds": 1.0}, space=SPACE, current=CURRENT,
+                    budget_seconds=0.0, seed=1, min_trials=4)
+    assert len(trials) == 4
+
+
 def test_a_current_value_outside_the_space_is_still_trial_zero():
     current = {"als.factors": 8, "als.regularization": 500.0}
     trials = search(score, space=SPACE, current=current, budget_seconds=30, seed=1, max_trials=3)

@@ -147,14 +147,15 @@ class _TpeProposer:
 
 def search(score: Callable[[dict], dict], *, space: Space, current: dict, budget_seconds: float, seed: int,
            method: str = "tpe", max_trials: int | None = None, patience: int | None = None,
-           metric: str = "ndcg_at_k") -> list[dict]:
+           min_trials: int = 0, metric: str = "ndcg_at_k") -> list[dict]:
     """Tries settings until the budget would be exceeded; returns the trials (trial 0 = `current`).
 
     `score(settings)` returns a dict of figures including `metric` and `seconds`. A trial is started only
     while its estimated time (the costliest trial so far, scaled by iterations x factors^2) fits in what is
     left; trial 0 always runs. Settings proposed twice are not scored twice. With `patience`, the search
     also stops once that many trials in a row have not improved on the best (a small shop's search settles
-    long before a budget sized for a big one runs out).
+    long before a budget sized for a big one runs out). The first `min_trials` trials run whatever the budget
+    says: on a busy host a search takes longer instead of stopping after a handful of trials.
     """
     if method not in METHODS:
         raise ValueError(f"unknown search method {method!r}; methods: {METHODS}")
@@ -179,7 +180,7 @@ def search(score: Callable[[dict], dict], *, space: Space, current: dict, budget
             continue
         left = budget_seconds - (time.perf_counter() - started)
         rate = biggest[0] / biggest[1]
-        if trials and rate * _cost(settings) > left:
+        if len(trials) >= max(min_trials, 1) and rate * _cost(settings) > left:
             proposer.tell(None)
             if rate * cheapest > left:
                 break  # not even the cheapest setting fits any more
