@@ -136,6 +136,17 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_assess(args) -> int:
+    from jobs.assess.job import run
+    from jobs.assess.report import console_summary
+    from jobs.spark import spark_session
+
+    cfg = _config(args)
+    report = run(spark_session(cfg.spark, "recs-assess"), cfg, args.date)
+    print(console_summary(report))
+    return 0
+
+
 def cmd_purge(args) -> int:
     from jobs.privacy.retention import purge_for_config
 
@@ -228,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--data-root", required=True)
     o.add_argument("--source", default=str(SHARED_DATA / "online_retail" / "online_retail.parquet"))
     o.set_defaults(func=cmd_import_online_retail)
+
+    a = sub.add_parser("assess", help="is the data ready for personalization? a report from the raw inputs")
+    a.add_argument("--data-root", required=True)
+    a.add_argument("--date", help="assess the raw days up to this date (default: all; the report goes under it)")
+    a.add_argument("--conf")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE")
+    a.set_defaults(func=cmd_assess)
 
     pg = sub.add_parser("purge", help="delete personal data older than privacy.retention_days (dt= partitions)")
     pg.add_argument("--data-root", required=True)
