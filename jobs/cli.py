@@ -23,7 +23,7 @@ def cmd_generate_shop(args) -> int:
     from jobs.shop import generate_shop
 
     summary = generate_shop(args.data_root, start=args.start, days=args.days, users=args.users, items=args.items,
-                            seed=args.seed, defect_rate=args.defect_rate, progress=True)
+                            seed=args.seed, defect_rate=args.defect_rate, progress=True, gaps=tuple(args.gap or ()))
     print(json.dumps(summary, indent=1, default=str) if args.verbose else _short(summary))
     return 0
 
@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--items", type=int, default=500)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--defect-rate", type=float, default=0.0)
+    from jobs.shop.gaps import PLANTED_GAPS
+
+    g.add_argument("--gap", action="append", choices=PLANTED_GAPS,
+                   help="plant a readiness gap over the whole period, for `recs assess` (repeatable)")
     g.set_defaults(func=cmd_generate_shop)
 
     r = sub.add_parser("run", help="one nightly run for a logical date, outside Airflow")
