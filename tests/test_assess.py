@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import SHARED_DATA
 from jobs.config import load_config
 from jobs.shop import generate_shop
 from jobs.shop.gaps import PLANTED_GAPS
@@ -229,3 +230,80 @@ def test_cli__prints_the_summary(spark, hand_report, capsys):
     assert main(["assess", "--data-root", str(root), "--set", "spark.master=local[1]"]) == 0
     out = capsys.readouterr().out
     assert "Event collection" in out and "top fixes:" in out and "assessment.html" in out
+
+
+def _daily(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["day", "platform", "event_type", "events", "logged_in"])
+
+
+def _days(n):
+    import datetime as dt
+
+    return [(dt.date(2026, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(n)]
+
+
+def test_platform_drops__a_platform_falling_behind_the_others_not_a_quiet_shop_day():
+    from jobs.assess.figures import platform_drops, stopped_series
+
+    rows = []
+    for i, day in enumerate(_days(40)):
+        quiet = 0.2 if i == 12 else 1.0  # the whole shop is quiet on day 12: no platform's gap
+        for platform in ("desktop", "ios", "android"):
+            views = 0 if platform == "ios" and i >= 30 else int(100 * quiet)
+            rows.append((day, platform, "product_view", views, 0))
+    drops = platform_drops(_daily(rows), drop_ratio=0.3, baseline_days=28, min_history_days=7, min_daily_events=20)
+    assert {(d["platform"], d["event_type"]) for d in drops} == {("ios", "product_view")}
+    assert [d["day"] for d in drops] == _days(40)[30:]
+    stopped = stopped_series(_daily(rows), recent_from=_days(40)[33], min_daily_events=20)
+    assert stopped == [{"platform": "ios", "event_type": "product_view", "last_day": _days(40)[29],
+                        "median_before": 100.0}]
+
+
+def test_platform_drops__one_platform_cannot_drop_behind_itself():
+    from jobs.assess.figures import platform_drops
+
+    rows = [(day, "unknown", "return", 100 if i % 7 else 1, 0) for i, day in enumerate(_days(60))]
+    assert platform_drops(_daily(rows), drop_ratio=0.3, baseline_days=28, min_history_days=7,
+                          min_daily_events=20) == []
+
+
+def _real(spark, tmp_path, importer, source):
+    from jobs.assess.job import run
+
+    root = tmp_path / "data"
+    importer(str(source), str(root))
+    r = run(spark, load_config(data_root=str(root), overrides=TEST_SPARK))
+    checks = {(c["check"], c["subject"]): c["verdict"] for cs in r["assessment"]["checks"].values() for c in cs}
+    return r["assessment"]["verdicts"], checks
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "ml-100k" / "u.data").exists(), reason="MovieLens 100K not present")
+def test_movielens__ratings_not_purchases_no_views_no_brands(spark, tmp_path):
+    from jobs.importers.movielens import import_movielens
+
+    verdicts, checks = _real(spark, tmp_path, import_movielens, SHARED_DATA / "ml-100k")
+    assert verdicts == {"history": "usable with caveats", "people": "not ready", "identity": "ready",
+                        "catalog": "not ready", "event_collection": "not ready"}
+    assert checks[("purchases_are_orders", None)] == "not ready"  # every "purchase" is a rating at price 1.0
+    assert checks[("views_per_purchase", None)] == "not ready"
+    assert checks[("attribute_coverage", "brand")] == "not ready"
+    assert checks[("device_type_share", None)] == "usable with caveats"  # no web/app split
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "online_retail" / "online_retail.parquet").exists(),
+                    reason="Online Retail not present")
+def test_online_retail__guest_checkouts_no_views_no_brands(spark, tmp_path):
+    from jobs.importers.online_retail import import_online_retail
+
+    verdicts, checks = _real(spark, tmp_path, import_online_retail,
+                             SHARED_DATA / "online_retail" / "online_retail.parquet")
+    assert verdicts["history"] == "ready"  # 374 days: a full seasonal cycle
+    assert verdicts["identity"] == "not ready" and checks[("untied_purchase_share", None)] == "not ready"
+    assert checks[("views_per_purchase", None)] == "not ready"
+    assert checks[("attribute_coverage", "brand")] == "not ready"
+    assert checks[("device_type_share", None)] == "usable with caveats"
+    assert checks[("purchases_are_orders", None)] == "ready"

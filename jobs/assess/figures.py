@@ -208,25 +208,28 @@ def _wide(daily: pd.DataFrame) -> pd.DataFrame:
 
 def platform_drops(daily: pd.DataFrame, *, drop_ratio: float, baseline_days: int, min_history_days: int,
                    min_daily_events: int) -> list[dict]:
-    """Days on which a platform's share of the day's events of one type fell below `drop_ratio` x its median
-    share over the `baseline_days` shop days before.
+    """Days on which a platform's share of one event type (its count / every platform's count of that type that
+    day) fell below `drop_ratio` x its median share over the `baseline_days` shop days before.
 
-    Shares, not counts: a quiet day for the whole shop (a holiday, a weekend) is no collection gap, and days
-    without any event are history gaps. A series is judged once it has `min_history_days` days of baseline and
-    a median of at least `min_daily_events` events a day."""
+    Shares across platforms, not counts: a quiet day for the whole shop (a holiday, a sale ending, bursty
+    returns) moves every platform alike and is no collection gap; with one platform nothing can be compared
+    (days without events are history's gaps). A series is judged once it has `min_history_days` days of
+    baseline and a median of at least `min_daily_events` events a day."""
     if daily.empty:
         return []
     wide = _wide(daily)
-    share = wide.div(wide.sum(axis=1), axis=0)
+    type_totals = wide.T.groupby(level="event_type").sum().T  # per day and event type, every platform
     out = []
     for key in wide.columns:
-        count, s = wide[key], share[key]
+        count = wide[key]
+        total = type_totals[key[1]]
+        share = (count / total).where(total > 0)
         base_count = count.shift(1).rolling(baseline_days, min_periods=min_history_days).median()
-        base_share = s.shift(1).rolling(baseline_days, min_periods=min_history_days).median()
-        low = (base_count >= min_daily_events) & (s < drop_ratio * base_share)
-        for day in s.index[low.to_numpy()]:
+        base_share = share.shift(1).rolling(baseline_days, min_periods=min_history_days).median()
+        low = (base_count >= min_daily_events) & (share < drop_ratio * base_share)
+        for day in share.index[low.to_numpy()]:
             out.append({"platform": key[0], "event_type": key[1], "day": day, "events": int(count[day]),
-                        "share": float(s[day]), "usual_share": float(base_share[day])})
+                        "share": float(share[day]), "usual_share": float(base_share[day])})
     return out
 
 
