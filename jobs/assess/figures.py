@@ -155,6 +155,9 @@ def catalog_figures(catalogs: DataFrame | None, events: DataFrame | None, *, att
         return {"snapshots": 0, "items": 0, "coverage": {}, "trend": {}, "coverage_by_day": {},
                 "items_without_interactions": None, "items_without_interactions_share": None}
     types = dict(catalogs.dtypes)
+    unknown = [a for a in attributes if a not in types]
+    if unknown:
+        raise ValueError(f"assess.catalog_attributes: {unknown} not in the catalog contract ({sorted(types)})")
     per_day = (catalogs.groupBy(DAY).agg(F.countDistinct("item_id").alias("items"),
                                          *[F.countDistinct(F.when(_has_value(a, types[a]), F.col("item_id")))
                                            .alias(a) for a in attributes]).toPandas()

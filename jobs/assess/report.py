@@ -79,7 +79,7 @@ def _plots(report: dict) -> dict[str, list[str]]:
             ax.plot(x, [by_day[d][attr] or 0.0 for d in days], label=attr, marker="." if len(days) < 60 else None)
         ax.set_ylim(-0.05, 1.05)
         ax.set_title("share of catalog items with each attribute, per snapshot")
-        ax.legend(fontsize=7, ncol=5, loc="lower left")
+        ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))
         out["catalog"].append(_png(fig))
     platforms = f["event_collection"].get("platforms") or {}
     if platforms:
