@@ -142,8 +142,9 @@ def _area_details(area: str, f: dict) -> str:
         rows.append([_e(name), _e(p["family"]), types, _num(r["views_per_purchase"]), _num(r["searches_per_session"])])
     stopped = "".join(f"<li>{_e(s['platform'])} {_e(s['event_type'])}: none since {_e(s['last_day'])}</li>"
                       for s in e.get("stopped") or [])
-    drops = "".join(f"<li>{_e(d['day'])} {_e(d['platform'])} {_e(d['event_type'])}: {d['events']} "
-                    f"events, {_num(d['share'])} of the day's (usual {_num(d['usual_share'])})</li>" for d in (e.get("drops") or [])[:10])
+    drops = "".join(f"<li>{_e(d['day'])} {_e(d['platform'])} {_e(d['event_type'])}: {d['events']} events, "
+                    f"{_num(d['share'])} of that type's (usual {_num(d['usual_share'])})</li>"
+                    for d in (e.get("drops") or [])[:10])
     return (_table(["platform", "family", "event types (all days)", f"views / purchase (from {e.get('recent_from')})",
                     "searches / session"], rows)
             + (f"<p>Stopped:</p><ul>{stopped}</ul>" if stopped else "")
