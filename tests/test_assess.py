@@ -307,3 +307,13 @@ def test_online_retail__guest_checkouts_no_views_no_brands(spark, tmp_path):
     assert checks[("attribute_coverage", "brand")] == "not ready"
     assert checks[("device_type_share", None)] == "usable with caveats"
     assert checks[("purchases_are_orders", None)] == "ready"
+
+
+@pytest.mark.parametrize("prices, are_orders", [([1.0] * 120, False), ([1.0] * 100 + [2.5] * 20, True),
+                                                ([1.0] * 99, True)])  # 99: too few to judge
+def test_purchase_prices__one_price_for_all_is_not_orders(spark, prices, are_orders):
+    from jobs.assess.figures import purchase_price_figures
+
+    events = spark.createDataFrame([("purchase", p) for p in prices], "event_type string, price double")
+    figures = purchase_price_figures(events, max_mode_share=0.99)
+    assert figures["are_orders"] is are_orders and figures["priced_purchases"] == len(prices)

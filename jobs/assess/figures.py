@@ -183,16 +183,23 @@ def catalog_figures(catalogs: DataFrame | None, events: DataFrame | None, *, att
             "items_without_interactions": idle, "items_without_interactions_share": _share(idle, n_items)}
 
 
-def purchase_price_figures(events: DataFrame) -> dict:
-    """How many purchases carry a price, and the share of the most common price: purchases that all carry one
-    price are not orders (ratings or another signal sent as purchases, as in an imported MovieLens)."""
+MIN_PRICED_PURCHASES = 100  # fewer priced purchases say nothing about whether they are orders
+
+
+def purchase_price_figures(events: DataFrame, *, max_mode_share: float) -> dict:
+    """How many purchases carry a price and the share of the most common price. Purchases of which more than
+    `max_mode_share` carry one price are not orders (ratings or another signal sent as purchases, as in an
+    imported MovieLens): `are_orders` false; judged from `MIN_PRICED_PURCHASES` priced purchases."""
     per_price = (events.where((F.col("event_type") == "purchase") & F.col("price").isNotNull())
                  .groupBy("price").count())
     r = per_price.agg(F.sum("count").alias("n"), F.max_by("price", "count").alias("price"),
                       F.max("count").alias("top")).first()
     n = int(r["n"] or 0)
+    share = _share(int(r["top"]), n) if n else None
+    judged = n >= MIN_PRICED_PURCHASES
     return {"priced_purchases": n, "most_common_price": float(r["price"]) if n else None,
-            "most_common_price_share": _share(int(r["top"]), n) if n else None}
+            "most_common_price_share": share, "judged": judged,
+            "are_orders": not (judged and share > max_mode_share)}
 
 
 def _rates(frame: pd.DataFrame) -> dict:

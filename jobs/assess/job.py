@@ -31,15 +31,13 @@ def compute_figures(inputs, cfg: RecsConfig) -> dict:
     t = cfg.assess
     events = inputs.events
     daily = fig.daily_volume(events)
-    prices = fig.purchase_price_figures(events)
-    share = prices["most_common_price_share"]
-    are_orders = not (prices["priced_purchases"] >= 100 and share is not None and share > t.max_price_mode_share)
+    prices = fig.purchase_price_figures(events, max_mode_share=t.max_price_mode_share)
     users = fig.user_figures(events, min_purchases=t.min_purchases_per_user)
     anonymous = fig.anonymous_figures(events)
     return {
         "history": fig.history_figures(daily),
         "people": fig.people_figures(users, anonymous, daily, min_purchases=t.min_purchases_per_user,
-                                     purchases_are_orders=are_orders),
+                                     purchases_are_orders=prices["are_orders"]),
         "identity": fig.identity_figures(users, anonymous),
         "catalog": fig.catalog_figures(inputs.catalogs, events, attributes=t.catalog_attributes,
                                        trend_days=t.catalog_trend_days),

@@ -132,9 +132,9 @@ def catalog_checks(c: dict, t: AssessConfig) -> list[dict]:
 def collection_checks(e: dict, prices: dict, t: AssessConfig) -> list[dict]:
     out = []
     share = prices["most_common_price_share"]
-    if prices["priced_purchases"] >= 100 and share is not None:
+    if prices["judged"]:
         out.append(_check("event_collection", "purchases_are_orders", share, (t.max_price_mode_share,) * 2,
-                          higher_is_better=False,
+                          higher_is_better=False, verdict=READY if prices["are_orders"] else NOT_READY,
                           fix=f"{_pct(share)} of purchase events carry the same price "
                               f"({prices['most_common_price']}): they are not orders (ratings or another signal "
                               f"sent as purchases); send real orders with order_id, price and quantity."))
