@@ -317,3 +317,15 @@ def test_purchase_prices__one_price_for_all_is_not_orders(spark, prices, are_ord
     events = spark.createDataFrame([("purchase", p) for p in prices], "event_type string, price double")
     figures = purchase_price_figures(events, max_mode_share=0.99)
     assert figures["are_orders"] is are_orders and figures["priced_purchases"] == len(prices)
+
+
+def test_html__values_from_the_feed_are_escaped(spark, tmp_path):
+    from jobs.assess.job import run
+
+    root = tmp_path / "data"
+    _jsonl(root / "raw/events/dt=2026-03-01/part-0.jsonl", [
+        _ev(f"e{i}", "2026-03-01T10:00:00Z", "<script>alert(1)</script>", "a1", device_type="<script>x</script>")
+        for i in range(3)])
+    run(spark, load_config(data_root=str(root), overrides=TEST_SPARK))
+    page = (root / "reports/dt=2026-03-01/assessment.html").read_text()
+    assert "<script" not in page and "&lt;script&gt;x&lt;/script&gt;" in page
