@@ -23,7 +23,7 @@ def cmd_generate_shop(args) -> int:
     from jobs.shop import generate_shop
 
     summary = generate_shop(args.data_root, start=args.start, days=args.days, users=args.users, items=args.items,
-                            seed=args.seed, defect_rate=args.defect_rate, progress=True)
+                            seed=args.seed, defect_rate=args.defect_rate, progress=True, gaps=tuple(args.gap or ()))
     print(json.dumps(summary, indent=1, default=str) if args.verbose else _short(summary))
     return 0
 
@@ -136,6 +136,17 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_assess(args) -> int:
+    from jobs.assess.job import run
+    from jobs.assess.report import console_summary
+    from jobs.spark import spark_session
+
+    cfg = _config(args)
+    report = run(spark_session(cfg.spark, "recs-assess"), cfg, args.date)
+    print(console_summary(report))
+    return 0
+
+
 def cmd_purge(args) -> int:
     from jobs.privacy.retention import purge_for_config
 
@@ -179,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--items", type=int, default=500)
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--defect-rate", type=float, default=0.0)
+    g.add_argument("--gap", action="append", metavar="GAP",
+                   help="plant a readiness gap for `recs assess` (repeatable): see jobs/shop/gaps.py")
     g.set_defaults(func=cmd_generate_shop)
 
     r = sub.add_parser("run", help="one nightly run for a logical date, outside Airflow")
@@ -228,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--data-root", required=True)
     o.add_argument("--source", default=str(SHARED_DATA / "online_retail" / "online_retail.parquet"))
     o.set_defaults(func=cmd_import_online_retail)
+
+    a = sub.add_parser("assess", help="is the data ready for personalization? a report from the raw inputs")
+    a.add_argument("--data-root", required=True)
+    a.add_argument("--date", help="assess the raw days up to this date (default: all; the report goes under it)")
+    a.add_argument("--conf")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE")
+    a.set_defaults(func=cmd_assess)
 
     pg = sub.add_parser("purge", help="delete personal data older than privacy.retention_days (dt= partitions)")
     pg.add_argument("--data-root", required=True)

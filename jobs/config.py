@@ -175,6 +175,43 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class AssessConfig:
+    """`recs assess` (jobs/assess/): each threshold pair is [ready, usable]; not part of the output fingerprint."""
+    recent_days: int
+    catalog_every_days: int
+    catalog_trend_days: int
+    catalog_attributes: tuple[str, ...]
+    min_purchases_per_user: int
+    max_price_mode_share: float
+    drop_ratio: float
+    drop_baseline_days: int
+    drop_min_history_days: int
+    drop_min_daily_events: int
+    min_platform_purchases: int
+    history_days: tuple[float, ...]
+    longest_gap_days: tuple[float, ...]
+    active_day_share: tuple[float, ...]
+    users_with_min_purchases: tuple[float, ...]
+    logged_in_share: tuple[float, ...]
+    devices_per_user: tuple[float, ...]
+    anonymous_login_share: tuple[float, ...]
+    untied_purchase_share: tuple[float, ...]
+    attribute_coverage: tuple[float, ...]
+    attribute_coverage_drop: tuple[float, ...]
+    items_without_interactions_share: tuple[float, ...]
+    views_per_purchase: tuple[float, ...]
+    device_type_share: tuple[float, ...]
+    platform_parity: tuple[float, ...]
+    platform_drop_days: tuple[float, ...]
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "tuple[float, ...]" and len(value) != 2:
+                raise ConfigError(f"config key 'assess.{f.name}': expected [ready, usable], got {list(value)!r}")
+
+
+@dataclass(frozen=True)
 class RecsConfig:
     window_days: int
     top_n: int
@@ -194,6 +231,7 @@ class RecsConfig:
     spark: SparkConfig
     privacy: PrivacyConfig
     tuning: TuningConfig
+    assess: AssessConfig
     data_root: str = ""
     # dotted keys the user set (conf file or --set): the tune stage never changes them
     pinned: tuple[str, ...] = ()
@@ -205,6 +243,7 @@ class RecsConfig:
         d.pop("data_root")
         d.pop("spark")
         d.pop("privacy")  # retention does not shape tonight's lists
+        d.pop("assess")  # nor do the readiness assessment's thresholds
         d.pop("pinned")  # who set a value does not shape the lists; the value does
         return d
 

@@ -281,3 +281,22 @@ def test_bad_arguments_name_the_argument(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_shop(str(tmp_path), **{**SHOP, **kwargs})
     assert not any(tmp_path.iterdir())
+
+
+def test_gaps__rows_stay_valid_and_only_the_planted_thing_changes(clean, tmp_path):
+    """`gaps` (for `recs assess`): the same shop with all three planted, day by day against the clean one."""
+    summary = generate_shop(str(tmp_path), **SHOP, gaps=("views_stop", "brands_fade", "fragmented_ids"))
+    assert summary["gaps"] == ["views_stop", "brands_fade", "fragmented_ids"]
+    clean_root = clean[0]
+    for d, ds in enumerate(DATES):
+        ev = pq.read_table(tmp_path / f"raw/events/dt={ds}/part-00000.parquet").to_pandas()
+        base = pq.read_table(Path(clean_root) / f"raw/events/dt={ds}/part-00000.parquet").to_pandas()
+        ios_views = (ev.event_type == "product_view") & (ev.device_type == "ios")
+        assert ios_views.any() == (d < DAYS // 2)  # the ios app stops sending views halfway
+        kept = base[~((base.event_type == "product_view") & (base.device_type == "ios") & (d >= DAYS // 2))]
+        assert list(ev.event_id) == list(kept.event_id)
+        assert (ev.anonymous_id == "f" + ev.session_id).all()  # a new anonymous id every session
+        cat = pq.read_table(tmp_path / f"raw/catalog/dt={ds}/part-00000.parquet").to_pandas()
+        assert cat.brand.isna().any() == (d >= DAYS // 2)
+    with pytest.raises(ValueError, match="unknown planted gap"):
+        generate_shop(str(tmp_path / "x"), **SHOP, gaps=("no_such_gap",))

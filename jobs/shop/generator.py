@@ -20,6 +20,7 @@ from jobs.shop.catalog import Market, build_catalog, catalog_snapshot, item_id_w
 from jobs.shop.day import DayResult, World, merge_returns, simulate_day, start_us
 from jobs.shop.defects import DEFECT_KINDS, plant_defects
 from jobs.shop.funnel import EVENT_TYPES
+from jobs.shop.gaps import check_gaps, plant_gaps
 from jobs.shop.identities import KIOSK, build_identity
 from jobs.shop.people import build_people
 from jobs.shop.truth import TRUTH_SCHEMAS, write_truth
@@ -36,7 +37,7 @@ _MARKET_DAY, _SESSIONS_DAY, _DEFECTS_DAY = 10, 11, 12
 
 
 def generate_shop(data_root: str, *, start: str, days: int, users: int, items: int, seed: int = 1,
-                  defect_rate: float = 0.0, progress: bool = False) -> dict:
+                  defect_rate: float = 0.0, progress: bool = False, gaps: tuple[str, ...] = ()) -> dict:
     """Writes a synthetic shop's raw inputs and ground truth under `data_root`, one day at a time.
 
     Parameters
@@ -50,6 +51,7 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
     seed : the same arguments give byte-identical files.
     defect_rate : bad rows added per good event each day (0 to 0.5), spread over `DEFECT_KINDS`.
     progress : print one line per day to stderr.
+    gaps : readiness gaps to plant over the whole period (`jobs.shop.gaps.PLANTED_GAPS`), for `recs assess`.
 
     Returns
     -------
@@ -66,6 +68,7 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
     """
     t0 = time.perf_counter()
     start_day = _check_args(start, days, users, items, seed, defect_rate)
+    gaps = check_gaps(gaps)
     layout = Layout(data_root)
     world = _build_world(seed, start_day, days=days, users=users, items=items)
     market = Market.opening(rng_for(seed, _STOCK), world.catalog)
@@ -74,7 +77,7 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
     seen_accounts = np.zeros(len(ident.account_ids), dtype=bool)
     returns_later: dict[int, list[dict]] = {}
     summary = {"start": start_day.isoformat(), "days": days, "users": users, "items": items, "seed": seed,
-               "defect_rate": defect_rate, **_zero_counts()}
+               "defect_rate": defect_rate, "gaps": list(gaps), **_zero_counts()}
     for d in range(days):
         day = start_day + dt.timedelta(days=d)
         ds = day.isoformat()
@@ -84,6 +87,8 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
                            returns_later)
         events, defects = plant_defects(res.events, rate=defect_rate, rng=rng_for(seed, _DEFECTS_DAY, d), day=day,
                                         unknown_item_from=items + 1000, item_id_width=item_id_width(items))
+        if gaps:
+            events, snapshot = plant_gaps(gaps, events, snapshot, d=d, days=days)
         _write_day(layout, ds, events=events, catalog=snapshot, profiles=res.profiles, defects=defects)
         seen_devices |= res.seen_devices
         seen_accounts |= res.seen_accounts
