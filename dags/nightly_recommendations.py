@@ -8,6 +8,8 @@ is a transaction that a re-run overwrites. The scheduled run at 02:00 UTC on day
 Params: `data_root` (default: the RECS_DATA_ROOT environment variable), `conf` (a YAML file layered on
 conf/default.yaml), `overrides` (list of key=value), `ds` (a date to run instead of the logical date).
 Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B`.
+Every task retries twice (5 then 10 minutes later), except on a verdict: a day that failed validation or a model
+the gate refused fails at once.
 """
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ RECOMMENDATIONS = Asset(name="recs_recommendations", uri="file:///recs/recommend
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 0},
+    # a lost executor or a full disk deserves another try; a verdict on the data or the model does not (below)
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5), "retry_exponential_backoff": 2.0,
+                  "max_retry_delay": dt.timedelta(hours=1)},
     tags=["recs"],
     params={
         "data_root": Param(os.environ.get("RECS_DATA_ROOT", ""), type="string",
@@ -57,7 +61,16 @@ def nightly_recommendations():
                 raise ValueError("no data_root: set the DAG param or RECS_DATA_ROOT")
             cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
                               data_root=params["data_root"])
-            run_one(stage, cfg, run_date)
+            try:
+                run_one(stage, cfg, run_date)
+            except Exception as exc:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                from jobs.pipeline import is_verdict
+
+                if is_verdict(exc):  # broken data or a refused model: a retry would say the same, so fail now
+                    raise AirflowFailException(f"{stage} for {run_date}: {exc}") from exc
+                raise
             return run_date  # the next stage's input: data flows through DATA_ROOT, not XCom
 
         return run_stage

@@ -41,6 +41,15 @@ def _after_tune(name: str) -> bool:
     return TUNE in STAGES and STAGES.index(name) > STAGES.index(TUNE)
 
 
+def is_verdict(exc: BaseException) -> bool:
+    """Whether `exc` is a verdict on the night's data or model (validation stopped the run, the gate refused the
+    model), which a retry would only repeat, rather than a failure a retry may get past."""
+    from jobs.stages.gate import ModelGateError
+    from quality import QualityGateError
+
+    return isinstance(exc, (QualityGateError, ModelGateError))
+
+
 def run_stage(name: str, cfg: RecsConfig, run_date: str, spark=None) -> dict:
     """Runs one stage for `run_date` and records its summary. Builds a SparkSession if none is given."""
     if name not in _MODULES:
