@@ -19,6 +19,7 @@ import math
 import os
 import posixpath
 import re
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -109,9 +110,14 @@ def exchange(a: str, b: str) -> bool:
     raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
 
 
-def replace_dir(src: str, final: str) -> None:
+def replace_dir(src: str, final: str, *, keep_displaced: bool = True) -> None:
     """Puts the complete folder `src` at `final` (a path or URI), replacing what was there; `src` is gone after.
-    Local: one rename (no old folder) or one exchange, so `final` is never missing; else move-aside."""
+
+    Local: one rename (no old folder) or one exchange, so `final` never goes missing. The displaced old folder
+    is renamed `.old-<name>-<hex8>` and, with `keep_displaced`, left for `DISPLACED_GRACE_SECONDS`: a reader
+    that resolved `final` before the swap (opened the folder, listed it) reads the whole old folder to the end;
+    the next run removes it (`clean_leftovers`). Without `keep_displaced` (an erasure) it is deleted at once.
+    Elsewhere: move-aside (a short gap), the old folder deleted at once."""
     fs, src_p = fs_for(src)
     _, final_p = fs_for(final)
     parent, name = posixpath.split(final_p.rstrip("/"))
@@ -120,7 +126,10 @@ def replace_dir(src: str, final: str) -> None:
             os.rename(src_p, final_p)
             return
         if exchange(src_p, final_p):  # src_p now holds the old folder
-            _rmtree(src_p)
+            displaced = posixpath.join(parent, f".old-{name}-{_hex8()}")
+            os.rename(src_p, displaced)
+            if not keep_displaced:
+                _rmtree(displaced)
             return
         log.warning("no atomic exchange on this filesystem: replacing %s by move-aside", final_p)
     old = None
@@ -139,7 +148,7 @@ def _rmtree(path: str) -> None:
 
 
 @contextmanager
-def atomic_dir(final: str) -> Iterator[str]:
+def atomic_dir(final: str, *, keep_displaced: bool = True) -> Iterator[str]:
     """Yields a temporary folder path; on success it replaces `final` whole (`replace_dir`), on error it is
     removed."""
     fs, final_p = fs_for(final)
@@ -155,21 +164,29 @@ def atomic_dir(final: str) -> Iterator[str]:
         raise
     if not fs.exists(tmp):  # the body wrote nothing: an empty folder, as before
         fs.makedirs(tmp, exist_ok=True)
-    replace_dir(prefix + tmp, final)
+    replace_dir(prefix + tmp, final, keep_displaced=keep_displaced)
 
 
-def clean_leftovers(root: str) -> list[str]:
-    """Removes the temporaries a killed writer left anywhere under `root` (see `_LEFTOVER`); returns them.
-    Call it only while holding the DATA_ROOT lock: then no live writer owns one."""
+# How long a displaced folder outlives its replacement, for readers that resolved it before the swap.
+DISPLACED_GRACE_SECONDS = 900.0
+
+
+def clean_leftovers(root: str, *, grace_seconds: float = DISPLACED_GRACE_SECONDS) -> list[str]:
+    """Removes what killed writers left anywhere under `root` (`.tmp-*`: a write that never finished) and the
+    folders displaced by a replacement more than `grace_seconds` ago (`.old-*`); returns them. Call it only
+    while holding the DATA_ROOT lock: then no live writer owns a `.tmp-*`."""
     fs, p = fs_for(root)
     if not fs.exists(p):
         return []
     found = []
     if _is_local(fs):
+        now = time.time()
         for folder, dirs, files in os.walk(p):
             for d in [d for d in dirs if _LEFTOVER.match(d)]:
-                found.append(os.path.join(folder, d))
-                dirs.remove(d)  # not walked: it goes whole
+                dirs.remove(d)  # not walked: it goes whole, or stays whole
+                path = os.path.join(folder, d)
+                if not d.startswith(".old-") or now - os.lstat(path).st_ctime >= grace_seconds:
+                    found.append(path)
             found += [os.path.join(folder, f) for f in files if _LEFTOVER.match(f)]
     else:
         found = [f for f in fs.find(p, withdirs=True) if _LEFTOVER.match(posixpath.basename(f.rstrip("/")))]
