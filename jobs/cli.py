@@ -191,8 +191,10 @@ def cmd_tune(args) -> int:
 def cmd_purge(args) -> int:
     from jobs.privacy.retention import purge_for_config
 
+    from contextlib import nullcontext
+
     cfg = _config(args)
-    with _locked(cfg, f"recs purge {args.date}"):
+    with nullcontext() if args.dry_run else _locked(cfg, f"recs purge {args.date}"):  # a dry run writes nothing
         summary = purge_for_config(cfg, args.date, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for dataset, e in sorted(summary["removed"].items()):
