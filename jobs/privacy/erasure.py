@@ -80,6 +80,9 @@ def forget(root: str, user_id: str, *, anonymous_ids=(), email_hashes=(), redis_
     started = time.time()
     subject = resolve_subject(root, user_id, anonymous_ids, email_hashes)
     matcher = IdMatcher(subject.all_ids())
+    # folders displaced by recent replacements are kept a while for readers (io.replace_dir); they hold the
+    # person's rows too, so they go now (`recs forget` holds the DATA_ROOT lock: no writer owns a temporary)
+    io.clean_leftovers(root, grace_seconds=0)
     counts = {"ids": len(subject.ids), "persons": len(subject.person_ids)}
     counts.update(files.erase_data_files(root, matcher))
     counts.update(stores.erase_sqlite(Layout(root).kv(), matcher))
