@@ -35,6 +35,16 @@ def cfg(cfg):
     return cfg.replace(top_n=TOP_N)
 
 
+@pytest.fixture
+def redis_url(redis_url):
+    """The session's redis-server, empty before and after the test (other modules share it)."""
+    from jobs.serving import redis_store
+
+    redis_store._client(redis_url).flushdb()
+    yield redis_url
+    redis_store._client(redis_url).flushdb()
+
+
 def with_(cfg, **sections):
     """cfg with some keys of its sections changed: with_(cfg, export={"keep_versions": 1})."""
     return cfg.replace(**{name: dataclasses.replace(getattr(cfg, name), **changes)
@@ -133,7 +143,6 @@ def test_a_retry_after_a_failure_at_any_step_completes(spark, cfg, redis_url, wh
 
     from jobs.serving import redis_store
 
-    redis_store._client(redis_url).flushdb()
     cfg = with_(cfg, export={"redis_url": redis_url})
     kv = Datasets(cfg.data_root).layout.kv()
     yesterday = night(spark, cfg, YESTERDAY)["kv_version"]
@@ -166,7 +175,6 @@ def test_a_retry_after_a_failure_at_any_step_completes(spark, cfg, redis_url, wh
 def test_rollback_restores_the_previous_lists_in_one_step(spark, cfg, redis_url, capsys):
     from jobs.serving import redis_store
 
-    redis_store._client(redis_url).flushdb()
     cfg = with_(cfg, export={"redis_url": redis_url})
     kv = Datasets(cfg.data_root).layout.kv()
     first = night(spark, cfg, YESTERDAY)["kv_version"]
@@ -235,7 +243,6 @@ def test_sigkill_at_any_instant_of_a_publish_leaves_the_previous_lists_live_and_
         spark, cfg, redis_url, tmp_path):
     from jobs.serving import redis_store
 
-    redis_store._client(redis_url).flushdb()
     overrides = [f"top_n={TOP_N}", "spark.master=local[1]", "spark.shuffle_partitions=1", "spark.driver_memory=1g",
                  f"export.redis_url={redis_url}", "export.keep_versions=1"]
     cfg = with_(cfg, export={"redis_url": redis_url, "keep_versions": 1})
