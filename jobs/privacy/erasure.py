@@ -18,7 +18,6 @@ import json
 import logging
 import secrets
 import time
-import uuid
 
 from jobs.privacy import files, stores
 from jobs.privacy.matching import IdMatcher
@@ -57,15 +56,7 @@ def subject_hash(root: str, user_id: str) -> str:
 def append_log(root: str, entry: dict) -> str:
     """Appends one JSON line to `privacy/erasures.jsonl` (rewritten whole and renamed, so it works on object stores)."""
     path = f"{_privacy_dir(root)}/erasures.jsonl"
-    fs, p = io.fs_for(path)
-    old = b""
-    if fs.exists(p):
-        with fs.open(p, "rb") as f:
-            old = f.read()
-    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(old + (json.dumps(entry, sort_keys=True) + "\n").encode())
-    fs.mv(tmp, p)
+    io.append_line(path, json.dumps(entry, sort_keys=True))
     return path
 
 

@@ -19,6 +19,7 @@ import math
 import os
 import posixpath
 import re
+import shutil
 import time
 import uuid
 from contextlib import contextmanager
@@ -142,8 +143,6 @@ def replace_dir(src: str, final: str, *, keep_displaced: bool = True) -> None:
 
 
 def _rmtree(path: str) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -317,8 +316,6 @@ def promote(staged: str, final: str, *, keep_staged: bool = False) -> str:
     if not keep_staged:
         fs.mv(staged_p, tmp, recursive=True)
     elif _is_local(fs):
-        import shutil
-
         try:
             shutil.copytree(staged_p, tmp, copy_function=os.link)
         except OSError:  # another device, or no hard links on this filesystem
