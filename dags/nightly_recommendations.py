@@ -5,9 +5,15 @@ The DAG file imports only the Airflow SDK and the standard library: Spark, impli
 imported inside the tasks. Tasks exchange only the run date (XCom) and write to DATA_ROOT, so each task
 is a transaction that a re-run overwrites. The scheduled run at 02:00 UTC on day D+1 processes day D.
 
+Every task holds the DATA_ROOT lock (`jobs.storage.lock`) while it writes, so a `recs run` beside the DAG waits
+or fails instead of racing it.
+
 Params: `data_root` (default: the RECS_DATA_ROOT environment variable), `conf` (a YAML file layered on
 conf/default.yaml), `overrides` (list of key=value), `ds` (a date to run instead of the logical date).
-Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B`.
+Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B` (README: Backfills).
+Dates older than the live lists publish their Parquet lists but leave the live key-value version alone unless the
+overrides hold `publish.backfill=promote` (or `version`: also build a key-value version, not switched to), e.g.
+`--dag-run-conf '{"overrides": ["publish.backfill=promote"]}'`.
 Every task retries twice (5 then 10 minutes later), except on a verdict: a day that failed validation or a model
 the gate refused fails at once.
 """
@@ -54,23 +60,23 @@ def nightly_recommendations():
     def stage_task(stage: str):
         @task(task_id=stage, outlets=[RECOMMENDATIONS] if stage == "publish" else [])
         def run_stage(run_date: str, params=None) -> str:
+            from airflow.sdk.exceptions import AirflowFailException
+
             from jobs.config import load_config
+            from jobs.pipeline import data_root_lock, is_verdict
             from jobs.pipeline import run_stage as run_one
 
             if not params.get("data_root"):
                 raise ValueError("no data_root: set the DAG param or RECS_DATA_ROOT")
             cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
                               data_root=params["data_root"])
-            try:
-                run_one(stage, cfg, run_date)
-            except Exception as exc:
-                from airflow.sdk.exceptions import AirflowFailException
-
-                from jobs.pipeline import is_verdict
-
-                if is_verdict(exc):  # broken data or a refused model: a retry would say the same, so fail now
-                    raise AirflowFailException(f"{stage} for {run_date}: {exc}") from exc
-                raise
+            with data_root_lock(cfg, f"airflow nightly_recommendations.{stage} {run_date}"):
+                try:
+                    run_one(stage, cfg, run_date)
+                except Exception as exc:
+                    if is_verdict(exc):  # broken data or a refused model: a retry would say the same, so fail now
+                        raise AirflowFailException(f"{stage} for {run_date}: {exc}") from exc
+                    raise
             return run_date  # the next stage's input: data flows through DATA_ROOT, not XCom
 
         return run_stage
@@ -79,11 +85,13 @@ def nightly_recommendations():
     def purge(run_date: str, params=None) -> dict:
         """Maintenance after the last stage: deletes personal data older than `privacy.retention_days`."""
         from jobs.config import load_config
+        from jobs.pipeline import data_root_lock
         from jobs.privacy.retention import purge_for_config
 
         cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
                           data_root=params["data_root"])
-        summary = purge_for_config(cfg, run_date)
+        with data_root_lock(cfg, f"airflow nightly_recommendations.purge {run_date}"):
+            summary = purge_for_config(cfg, run_date)
         return {k: summary[k] for k in ("cutoff", "partitions", "files", "bytes")}
 
     run_date = resolve_run_date()

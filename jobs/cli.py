@@ -16,7 +16,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def _config(args):
     from jobs.config import load_config
 
-    return load_config(conf_file=args.conf, overrides=args.set or (), data_root=args.data_root)
+    overrides = list(args.set or ())
+    if getattr(args, "promote", False):
+        overrides.append("publish.backfill=promote")
+    return load_config(conf_file=args.conf, overrides=overrides, data_root=args.data_root)
+
+
+def _locked(cfg, owner: str):
+    from jobs.pipeline import data_root_lock
+
+    return data_root_lock(cfg, owner)
 
 
 def cmd_generate_shop(args) -> int:
@@ -70,7 +79,50 @@ def cmd_run(args) -> int:
 def cmd_stage(args) -> int:
     from jobs.pipeline import run_stage
 
-    print(json.dumps(run_stage(args.stage, _config(args), args.date), indent=1, default=str))
+    cfg = _config(args)
+    with _locked(cfg, f"recs stage {args.stage} {args.date}"):
+        print(json.dumps(run_stage(args.stage, cfg, args.date), indent=1, default=str))
+    return 0
+
+
+def cmd_versions(args) -> int:
+    from jobs.serving.versions import listing
+    from jobs.storage.layout import Layout
+
+    cfg = _config(args)
+    redis_url = args.redis_url if args.redis_url is not None else cfg.export.redis_url
+    out = listing(Layout(cfg.data_root).kv(), redis_url)
+    if args.json:
+        print(json.dumps(out, default=str))
+        return 0
+    for store, entry in out.items():
+        print(f"{store}: live {entry['current']}, previous {entry['previous']}")
+        for v in entry["versions"]:
+            m = v["manifest"] or {}
+            flag = "live" if v["live"] else "previous" if v["previous"] else ""
+            state = (f"{m.get('run_date')} {m.get('model_version')} persons={m.get('persons')} "
+                     f"segments={m.get('segments')} rows={m.get('rows')} config={m.get('config_digest')}"
+                     if m else "INCOMPLETE (no manifest)")
+            print(f"  {flag:<8} {v['version']:<22} published {m.get('published_at', v.get('published_at'))}  {state}")
+        for sw in entry["switches"][-5:]:
+            print(f"  switched {sw['at']}: {sw['from']} -> {sw['to']} ({sw['reason']})")
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    from jobs.serving.versions import RollbackError, rollback
+    from jobs.storage.layout import Layout
+
+    cfg = _config(args)
+    redis_url = args.redis_url if args.redis_url is not None else cfg.export.redis_url
+    with _locked(cfg, "recs rollback"):
+        try:
+            result = rollback(Layout(cfg.data_root).kv(), redis_url, to=args.to)
+        except RollbackError as exc:
+            print(f"recs rollback: {exc}", file=sys.stderr)
+            return 1
+    stores = "embedded store and Redis" if redis_url else "embedded store"
+    print(f"rolled back the {stores} from {result['from']} to {result['to']}")
     return 0
 
 
@@ -150,7 +202,11 @@ def cmd_assess(args) -> int:
 def cmd_purge(args) -> int:
     from jobs.privacy.retention import purge_for_config
 
-    summary = purge_for_config(_config(args), args.date, dry_run=args.dry_run)
+    from contextlib import nullcontext
+
+    cfg = _config(args)
+    with nullcontext() if args.dry_run else _locked(cfg, f"recs purge {args.date}"):  # a dry run writes nothing
+        summary = purge_for_config(cfg, args.date, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for dataset, e in sorted(summary["removed"].items()):
         print(f"  {dataset:<28} {e['partitions']:>5} partition(s) {e['files']:>7} file(s) {e['bytes']:>14,} bytes "
@@ -171,8 +227,9 @@ def cmd_forget(args) -> int:
 
     cfg = _config(args)
     redis_url = args.redis_url if args.redis_url is not None else cfg.export.redis_url
-    counts = forget(cfg.data_root, args.user_id, anonymous_ids=args.anonymous_id or (),
-                    email_hashes=args.email_hash or (), redis_url=redis_url)
+    with _locked(cfg, "recs forget"):
+        counts = forget(cfg.data_root, args.user_id, anonymous_ids=args.anonymous_id or (),
+                        email_hashes=args.email_hash or (), redis_url=redis_url)
     print(json.dumps(counts, default=str))  # counts and the salted hash only: never an id
     return 0
 
@@ -199,7 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--date", required=True)
     r.add_argument("--conf", help="YAML file layered on conf/default.yaml")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    r.add_argument("--promote", action="store_true",
+                   help="a date older than the live lists (a backfill) takes over the live pointers "
+                        "(publish.backfill=promote); without it a backfill leaves tonight's lists live")
     r.set_defaults(func=cmd_run)
+
+    vs = sub.add_parser("versions", help="the key-value versions of both stores, their manifests and switches")
+    vs.add_argument("--data-root", required=True)
+    vs.add_argument("--json", action="store_true")
+    vs.add_argument("--redis-url", help="Redis to list too (default: export.redis_url; '' for none)")
+    vs.add_argument("--conf")
+    vs.add_argument("--set", action="append", metavar="KEY=VALUE")
+    vs.set_defaults(func=cmd_versions)
+
+    rb = sub.add_parser("rollback", help="make the previous key-value version (or --to VERSION) live again, "
+                                         "in both stores")
+    rb.add_argument("--data-root", required=True)
+    rb.add_argument("--to", metavar="VERSION", help="a version listed by `recs versions` (default: the previous)")
+    rb.add_argument("--redis-url", help="Redis to roll back too (default: export.redis_url; '' for none)")
+    rb.add_argument("--conf")
+    rb.add_argument("--set", action="append", metavar="KEY=VALUE")
+    rb.set_defaults(func=cmd_rollback)
 
     from jobs.pipeline import STAGES
 
@@ -209,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--date", required=True)
     st.add_argument("--conf")
     st.add_argument("--set", action="append", metavar="KEY=VALUE")
+    st.add_argument("--promote", action="store_true", help="publish: a backfill takes over the live pointers")
     st.set_defaults(func=cmd_stage)
 
     t = sub.add_parser("tune", help="search ALS settings on a date's holdout and write them as a config file")

@@ -155,6 +155,19 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """What publishing a date older than the live lists does (`lists` | `version` | `promote`); not part of the
+    output fingerprint: it decides where lists go, not what they hold."""
+    backfill: str
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    """How long a run waits for another run's DATA_ROOT lock (`jobs.storage.lock`); 0 fails at once."""
+    wait_seconds: float
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     id: str
     variants: tuple[str, ...]
@@ -227,6 +240,8 @@ class RecsConfig:
     gate: GateConfig
     segments: SegmentsConfig
     export: ExportConfig
+    publish: PublishConfig
+    lock: LockConfig
     experiment: ExperimentConfig
     spark: SparkConfig
     privacy: PrivacyConfig
@@ -244,6 +259,8 @@ class RecsConfig:
         d.pop("spark")
         d.pop("privacy")  # retention does not shape tonight's lists
         d.pop("assess")  # nor do the readiness assessment's thresholds
+        d.pop("publish")  # nor does whether a backfill takes over the live pointer
+        d.pop("lock")
         d.pop("pinned")  # who set a value does not shape the lists; the value does
         return d
 
@@ -284,6 +301,7 @@ _CHOICES.update({("quality", k): ("fail", "warn") for k in (
     "on_catalog_coverage", "on_content_duplicates")})
 _CHOICES[("quality", "naive_timestamps")] = ("utc", "reject")
 _CHOICES[("tuning", "method")] = ("tpe", "random")
+_CHOICES[("publish", "backfill")] = ("lists", "version", "promote")
 
 
 def _yaml_key(f: dataclasses.Field) -> str:

@@ -71,12 +71,25 @@ def run_stage(name: str, cfg: RecsConfig, run_date: str, spark=None) -> dict:
     return summary
 
 
+def data_root_lock(cfg: RecsConfig, owner: str):
+    """The DATA_ROOT lock (`jobs.storage.lock`) for one writer, waiting up to `lock.wait_seconds`."""
+    from jobs.storage.lock import run_lock
+
+    return run_lock(cfg.data_root, owner, wait_seconds=cfg.lock.wait_seconds)
+
+
 def run_all(cfg: RecsConfig, run_date: str, *, spark=None, stages=STAGES, on_stage=None) -> dict:
-    """Runs every stage in order; on a failure records it in the run summary and re-raises.
+    """Runs every stage in order, holding the DATA_ROOT lock; on a failure records it in the run summary and
+    re-raises. Another run holding the lock: `RunLockBusy` before anything is written.
 
     `status`: `published` (the night's lists), `published_popularity_fallback` (the gate found the model below
     popularity and published the best popularity baseline's lists), `completed` (no publish stage run).
     """
+    with data_root_lock(cfg, f"recs run {run_date}"):
+        return _run_all(cfg, run_date, spark=spark, stages=stages, on_stage=on_stage)
+
+
+def _run_all(cfg: RecsConfig, run_date: str, *, spark, stages, on_stage) -> dict:
     from jobs.spark import spark_session
 
     spark = spark or spark_session(cfg.spark, app_name=f"recs-nightly-{run_date}")

@@ -1,6 +1,7 @@
 import json
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,22 @@ def test_redis_export_answers_like_the_embedded_store_and_switches_atomically(sp
     assert redis_store.switch_current(redis_url, "v2") == {"version": "v2", "previous": "v1"}
     assert redis_store.RedisReader(redis_url).lookup("u1")["source"] == "segment:global"
     assert redis_store.RedisReader(redis_url, version="v1").lookup("u1")["source"] == "person"  # rollback
+
+
+def test_prune_follows_publish_time_and_keeps_live_previous_and_newest(spark, tmp_path):
+    kv = str(tmp_path / "kv")
+    yesterday = publish(spark, kv, RECS, run_date="2026-03-09")
+    live = publish(spark, kv, RECS, run_date="2026-03-10")
+    r = spark.createDataFrame(RECS, "subject_type string, subject_id string, rank int, item_id string, score double")
+    i = spark.createDataFrame(IDS, "id_type string, id string, person_id string")
+    backfill = kvstore.build_version(spark, r, i, kv, meta={"run_date": "2026-01-01"})  # oldest name, newest build
+    assert [v["version"] for v in kvstore.versions(kv)] == [yesterday, live, backfill]
+    assert kvstore.prune(kv, keep=1) == []  # live, previous and newest: all protected
+    kvstore.switch_current(kv, backfill, reason="test")
+    assert kvstore.prune(kv, keep=1) == [yesterday]
+    incomplete = Path(kv) / "versions" / "2026-03-11-deadbeef"
+    incomplete.mkdir()
+    (incomplete / "store.sqlite").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        kvstore.switch_current(kv, incomplete.name)
+    assert [e["to"] for e in kvstore.switch_log(kv)] == [yesterday, live, backfill]

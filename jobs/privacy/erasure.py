@@ -18,7 +18,6 @@ import json
 import logging
 import secrets
 import time
-import uuid
 
 from jobs.privacy import files, stores
 from jobs.privacy.matching import IdMatcher
@@ -57,15 +56,7 @@ def subject_hash(root: str, user_id: str) -> str:
 def append_log(root: str, entry: dict) -> str:
     """Appends one JSON line to `privacy/erasures.jsonl` (rewritten whole and renamed, so it works on object stores)."""
     path = f"{_privacy_dir(root)}/erasures.jsonl"
-    fs, p = io.fs_for(path)
-    old = b""
-    if fs.exists(p):
-        with fs.open(p, "rb") as f:
-            old = f.read()
-    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open(tmp, "wb") as f:
-        f.write(old + (json.dumps(entry, sort_keys=True) + "\n").encode())
-    fs.mv(tmp, p)
+    io.append_line(path, json.dumps(entry, sort_keys=True))
     return path
 
 
@@ -80,6 +71,9 @@ def forget(root: str, user_id: str, *, anonymous_ids=(), email_hashes=(), redis_
     started = time.time()
     subject = resolve_subject(root, user_id, anonymous_ids, email_hashes)
     matcher = IdMatcher(subject.all_ids())
+    # folders displaced by recent replacements are kept a while for readers (io.replace_dir); they hold the
+    # person's rows too, so they go now (`recs forget` holds the DATA_ROOT lock: no writer owns a temporary)
+    io.clean_leftovers(root, grace_seconds=0)
     counts = {"ids": len(subject.ids), "persons": len(subject.person_ids)}
     counts.update(files.erase_data_files(root, matcher))
     counts.update(stores.erase_sqlite(Layout(root).kv(), matcher))

@@ -89,7 +89,7 @@ def _protocol_prefix(root: str) -> str:
 
 def _swap_folder(fs, folder: str, replacements: dict[str, object], prefix: str = "") -> None:
     """Rebuilds `folder` with `replacements` {file name: pyarrow (table, int96) | bytes}, everything else copied."""
-    with io.atomic_dir(prefix + folder) as tmp:
+    with io.atomic_dir(prefix + folder, keep_displaced=False) as tmp:  # no copy of erased rows stays
         _, tmp_p = io.fs_for(tmp)
         fs.makedirs(tmp_p, exist_ok=True)
         for entry in fs.ls(folder, detail=False):

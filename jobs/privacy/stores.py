@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from jobs.privacy.matching import IdMatcher
+from jobs.serving import kvstore
 from jobs.storage import io
 
 
@@ -73,6 +74,7 @@ def erase_sqlite_version(path: Path, matcher: IdMatcher) -> int:
         finally:
             dst.close()
         tmp.replace(path)
+        kvstore.reseal(path.parent)  # the manifest's counts and checksum describe the erased file
     finally:
         tmp.unlink(missing_ok=True)
     return sum(hits.values())

@@ -3,7 +3,13 @@
 Layout under `DATA_ROOT/exports/kv/`:
 
     versions/<version>/store.sqlite   one immutable SQLite file per published night
+    versions/<version>/manifest.json  written last: counts, checksum, model version, config and inputs digests,
+                                      publish time; a folder without it is not a complete version
     CURRENT                           JSON {"version": ..., "previous": ...}, replaced atomically (rename)
+    switches.jsonl                    one line per pointer switch (time, store, from, to, reason)
+
+A version is pruned only after the switch, never the live, the previous or the newest one, and versions are
+ordered by publish time (their manifests), not by name.
 
 SQLite is the embedded store because it gives indexed point lookups in microseconds from a single file,
 needs no server, and every Python has it. Readers open the file `immutable=1` read-only; a version is
@@ -16,8 +22,11 @@ Tables: `ids(id, id_type, person_id)`, `lists(subject_key, items)` where subject
 from __future__ import annotations
 
 import abc
+import datetime as dt
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from pathlib import Path
@@ -46,14 +55,23 @@ def list_rows(recommendations):
             .select(F.concat_ws(":", "subject_type", "subject_id").alias("subject_key"), "items"))
 
 
-def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict, keep: int = 3) -> str:
+MANIFEST = "manifest.json"
+STORE_FILE = "store.sqlite"
+SWITCH_LOG = "switches.jsonl"
+
+
+def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict, manifest: dict | None = None) -> str:
     """Writes a new version from Spark DataFrames (streamed to the driver partition by partition, never
-    collected whole) and returns its name. Does not switch CURRENT."""
+    collected whole) and returns its name. Does not switch CURRENT and deletes nothing.
+
+    The version is built in a hidden folder; its `manifest.json` (counts, checksum, `manifest` fields such as
+    the config digest and the inputs digest) is written last, then the folder is renamed into `versions/`: a
+    version folder without a manifest is not a complete version."""
     root = _local(kv_root)
     version = f"{meta['run_date']}-{uuid.uuid4().hex[:8]}"
-    tmp = root / "versions" / f".tmp-{version}"
+    tmp = root / "versions" / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(tmp / "store.sqlite")
+    con = sqlite3.connect(tmp / STORE_FILE)
     try:
         con.executescript("""
             PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
@@ -66,11 +84,48 @@ def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict,
                 identity.select("id", "id_type", "person_id").toLocalIterator(prefetchPartitions=True))
         con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
         con.commit()
+        counts = _counts(con)
     finally:
         con.close()
-    os.replace(tmp, root / "versions" / version)
-    _prune(root, keep=keep)
+    doc = {**(manifest or {}), "version": version, "run_date": meta["run_date"],
+           "model_version": meta.get("model_version"), **counts,
+           "checksums": {STORE_FILE: _sha256(tmp / STORE_FILE)},
+           "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
+    io.write_json(str(tmp / MANIFEST), doc)  # last: it makes the version complete
+    os.rename(tmp, root / "versions" / version)
     return version
+
+
+def reseal(version_dir: Path) -> dict | None:
+    """Recomputes a version's counts and checksum after its store was rewritten in place (an erasure), so the
+    manifest keeps describing the file; None for a version without one."""
+    doc = io.read_json(str(version_dir / MANIFEST))
+    if doc is None:
+        return None
+    with sqlite3.connect(f"file:{version_dir / STORE_FILE}?mode=ro", uri=True) as con:
+        counts = _counts(con)
+    doc = {**doc, **counts, "checksums": {**doc.get("checksums", {}), STORE_FILE: _sha256(version_dir / STORE_FILE)},
+           "rewritten_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    io.write_json(str(version_dir / MANIFEST), doc)
+    return doc
+
+
+def _counts(con) -> dict:
+    def one(sql: str):
+        return con.execute(sql).fetchone()[0] or 0
+
+    return {"persons": one("SELECT COUNT(*) FROM lists WHERE subject_key >= 'person:' AND subject_key < 'person;'"),
+            "segments": one("SELECT COUNT(*) FROM lists WHERE subject_key >= 'segment:' AND subject_key < 'segment;'"),
+            "lists": one("SELECT COUNT(*) FROM lists"), "ids": one("SELECT COUNT(*) FROM ids"),
+            "rows": one("SELECT SUM(json_array_length(items)) FROM lists")}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _insert(con, sql: str, rows, batch: int = 20_000) -> None:
@@ -88,24 +143,104 @@ def current(kv_root: str) -> dict | None:
     return io.read_json(f"{kv_root}/CURRENT")
 
 
-def switch_current(kv_root: str, version: str) -> dict:
-    """Points readers at `version` in one atomic rename; the old version stays as `previous`."""
+def manifest(kv_root: str, version: str | None) -> dict | None:
+    """The manifest of a complete version, or None (no such version, or one a killed build left incomplete)."""
+    if not version:
+        return None
+    return io.read_json(f"{kv_root}/versions/{version}/{MANIFEST}")
+
+
+def versions(kv_root: str) -> list[dict]:
+    """Every version folder, oldest published first: `{"version", "manifest"}` (manifest None: incomplete, or
+    built before manifests existed; those sort by the folder's time)."""
+    folder = _local(kv_root) / "versions"
+    if not folder.exists():
+        return []
+    found = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        doc = io.read_json(str(path / MANIFEST))
+        when = (doc or {}).get("published_at") or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(
+            timespec="microseconds")
+        found.append({"version": path.name, "published_at": when, "manifest": doc})
+    return sorted(found, key=lambda v: (v["published_at"], v["version"]))
+
+
+def verify(kv_root: str, version: str) -> dict:
+    """The version's manifest once its files match their checksums; a clear error otherwise."""
+    doc = manifest(kv_root, version)
+    if doc is None:
+        raise FileNotFoundError(f"key-value version {version} under {kv_root} is missing or incomplete (no {MANIFEST})")
+    for name, expected in doc.get("checksums", {}).items():
+        path = _local(kv_root) / "versions" / version / name
+        if not path.exists() or _sha256(path) != expected:
+            raise ValueError(f"key-value version {version}: {name} does not match its manifest checksum")
+    return doc
+
+
+def find_version(kv_root: str, **fields) -> str | None:
+    """The newest complete version whose manifest has these field values (a retried publish reuses it)."""
+    for entry in reversed(versions(kv_root)):
+        doc = entry["manifest"] or {}
+        if doc and all(doc.get(k) == v for k, v in fields.items()):
+            return entry["version"]
+    return None
+
+
+def switch_current(kv_root: str, version: str, *, reason: str = "publish") -> dict:
+    """Points readers at `version` in one atomic rename; the old version stays as `previous`. Only a complete
+    version (with a manifest) can go live. Switching to the live version changes nothing. Every switch is
+    appended to `switches.jsonl` (time, from, to, reason)."""
+    if manifest(kv_root, version) is None:
+        raise FileNotFoundError(f"key-value version {version} is missing or incomplete under {kv_root}: not switching")
     before = current(kv_root) or {}
+    _log_unlogged_switch(kv_root, before)
+    if before.get("version") == version:
+        return before
     pointer = {"version": version, "previous": before.get("version")}
     io.write_json(f"{kv_root}/CURRENT", pointer)
+    log_switch(kv_root, "embedded", before.get("version"), version, reason)
     return pointer
 
 
-def _prune(root: Path, *, keep: int) -> None:
-    """Deletes old versions beyond `keep`, never the current or previous one."""
-    pointer = io.read_json(str(root / "CURRENT"), {}) or {}
-    protected = {pointer.get("version"), pointer.get("previous")}
-    versions = sorted(p for p in (root / "versions").iterdir() if not p.name.startswith("."))
-    for old in versions[:-keep]:
-        if old.name not in protected:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+def log_switch(kv_root: str, store: str, from_version: str | None, to_version: str, reason: str) -> None:
+    io.append_line(f"{kv_root}/{SWITCH_LOG}", json.dumps({
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "store": store, "from": from_version,
+        "to": to_version, "reason": reason}, sort_keys=True))
+
+
+def switch_log(kv_root: str) -> list[dict]:
+    return io.read_lines_json(f"{kv_root}/{SWITCH_LOG}")
+
+
+def _log_unlogged_switch(kv_root: str, pointer: dict) -> None:
+    """A run killed between moving CURRENT and logging it: the log gets the switch on the next one."""
+    live = pointer.get("version")
+    if not live:
+        return
+    logged = [e for e in switch_log(kv_root) if e.get("store") == "embedded"]
+    if not logged or logged[-1]["to"] != live:
+        log_switch(kv_root, "embedded", pointer.get("previous"), live, "recovered: switched, not yet logged")
+
+
+def prune(kv_root: str, *, keep: int) -> list[str]:
+    """Deletes versions beyond the `keep` most recently published, never the live, the previous or the newest
+    one. Call it only after the switch. Each goes in one rename to a hidden name, then is deleted, so a kill
+    leaves a leftover (cleaned by the next run), never a half version under its own name."""
+    root = _local(kv_root)
+    pointer = current(kv_root) or {}
+    ordered = [v["version"] for v in versions(kv_root)]
+    protected = {pointer.get("version"), pointer.get("previous"), *ordered[-max(keep, 1):]}
+    removed = []
+    for name in ordered:
+        if name in protected:
+            continue
+        doomed = root / "versions" / f".old-{name}-{uuid.uuid4().hex[:8]}"
+        os.rename(root / "versions" / name, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(name)
+    return removed
 
 
 class Lookup(abc.ABC):

@@ -6,18 +6,24 @@ Keys, for version V (the same name as the embedded store's version):
     recs:V:lists   hash  subject_key -> JSON [[item_id, score], ...]  (`person:<id>`, `segment:<key>`)
     recs:V:meta    hash  key -> JSON
     recs:current   string  the live version;  recs:previous  the one before (kept for rollback)
+    recs:published  zset  version -> publish time;  recs:switches  list of every switch (JSON)
 
 Executors write their partitions straight to Redis (`foreachPartition`), so the export scales with the
-cluster; the pointer moves in one MULTI/EXEC only after every key of V is written. Older versions
-beyond `keep` are unlinked.
+cluster; V's manifest goes into its meta hash last, and the pointer moves in one MULTI/EXEC (with its log
+entry) only to a complete version, after the embedded store's CURRENT points at it (jobs/stages/publish.py).
+Pruning follows the switch and never touches the live, previous or newest version.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from jobs.serving.kvstore import Lookup, list_rows
 
 PREFIX = "recs"
+PUBLISHED = f"{PREFIX}:published"  # sorted set: version -> publish time (epoch seconds)
+SWITCHES = f"{PREFIX}:switches"  # list: one JSON entry per pointer switch, appended in the switch's MULTI/EXEC
+MANIFEST_FIELD = "__manifest__"  # in recs:V:meta, written last
 
 
 def _client(url: str):
@@ -40,8 +46,11 @@ def _writer(url: str, key: str, batch: int = 5_000):
     return write
 
 
-def build_version(recommendations, identity, url: str, *, version: str, meta: dict) -> str:
-    """Writes version `version` to Redis (does not switch `recs:current`)."""
+def build_version(recommendations, identity, url: str, *, version: str, meta: dict,
+                  manifest: dict | None = None) -> str:
+    """Writes version `version` to Redis (does not switch `recs:current`). `manifest` (the embedded version's) is
+    written last, into the meta hash, and the version is registered with its publish time: a version without
+    it is incomplete and is never switched to."""
     client = _client(url)
     for part in ("ids", "lists", "meta"):
         client.delete(f"{PREFIX}:{version}:{part}")  # a retried night starts clean
@@ -53,26 +62,76 @@ def build_version(recommendations, identity, url: str, *, version: str, meta: di
     ids.where(F.col("is_user")).select("id", "person_id").foreachPartition(_writer(url, f"{PREFIX}:{version}:ids"))
     list_rows(recommendations).foreachPartition(_writer(url, f"{PREFIX}:{version}:lists"))
     client.hset(f"{PREFIX}:{version}:meta", mapping={k: json.dumps(v) for k, v in meta.items()})
+    doc = manifest or {"version": version, "published_at": _now()}
+    with client.pipeline(transaction=True) as tx:
+        tx.hset(f"{PREFIX}:{version}:meta", MANIFEST_FIELD, json.dumps(doc))
+        tx.zadd(PUBLISHED, {version: _epoch(doc.get("published_at"))})
+        tx.execute()
     return version
 
 
-def switch_current(url: str, version: str, *, keep: int = 3) -> dict:
-    """Moves `recs:current` to `version` atomically and unlinks versions older than the last `keep`."""
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _epoch(iso: str | None) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp() if iso else dt.datetime.now(dt.UTC).timestamp()
+
+
+def manifest(url: str, version: str | None) -> dict | None:
+    """The manifest of a complete Redis version, or None (missing, pruned or left incomplete by a killed build)."""
+    if not version:
+        return None
+    raw = _client(url).hget(f"{PREFIX}:{version}:meta", MANIFEST_FIELD)
+    return json.loads(raw) if raw else None
+
+
+def pointer(url: str) -> dict:
     client = _client(url)
+    return {"version": client.get(f"{PREFIX}:current"), "previous": client.get(f"{PREFIX}:previous")}
+
+
+def versions(url: str) -> list[dict]:
+    """Registered versions, oldest published first: `{"version", "manifest"}`."""
+    client = _client(url)
+    return [{"version": v, "manifest": manifest(url, v)} for v in client.zrange(PUBLISHED, 0, -1)]
+
+
+def switch_current(url: str, version: str, *, reason: str = "publish") -> dict:
+    """Moves `recs:current` to a complete `version` (and `recs:previous` to the one before) in one MULTI/EXEC that
+    also appends the switch to the `recs:switches` list. Switching to the live version changes nothing."""
+    client = _client(url)
+    if manifest(url, version) is None:
+        raise FileNotFoundError(f"Redis holds no complete version {version}: not switching")
     before = client.get(f"{PREFIX}:current")
+    if before == version:
+        return pointer(url)
+    entry = {"at": _now(), "store": "redis", "from": before, "to": version, "reason": reason}
     with client.pipeline(transaction=True) as tx:
         tx.set(f"{PREFIX}:current", version)
-        if before and before != version:
+        if before:
             tx.set(f"{PREFIX}:previous", before)
-        tx.rpush(f"{PREFIX}:versions", version)
+        tx.rpush(SWITCHES, json.dumps(entry, sort_keys=True))
         tx.execute()
-    versions = list(dict.fromkeys(client.lrange(f"{PREFIX}:versions", 0, -1)))
-    protected = {version, client.get(f"{PREFIX}:previous")}
-    for old in versions[:-keep]:
-        if old not in protected:
-            client.unlink(*(f"{PREFIX}:{old}:{p}" for p in ("ids", "lists", "meta")))
-            client.lrem(f"{PREFIX}:versions", 0, old)
-    return {"version": version, "previous": client.get(f"{PREFIX}:previous")}
+    return pointer(url)
+
+
+def switch_log(url: str) -> list[dict]:
+    return [json.loads(e) for e in _client(url).lrange(SWITCHES, 0, -1)]
+
+
+def prune(url: str, *, keep: int) -> list[str]:
+    """Unlinks versions beyond the `keep` most recently published, never the live, previous or newest one;
+    call it only after the switch."""
+    client = _client(url)
+    ordered = client.zrange(PUBLISHED, 0, -1)
+    live = pointer(url)
+    protected = {live["version"], live["previous"], *ordered[-max(keep, 1):]}
+    removed = [v for v in ordered if v not in protected]
+    for old in removed:
+        client.zrem(PUBLISHED, old)  # first: a kill after it leaves unlisted keys, never a listed half version
+        client.unlink(*(f"{PREFIX}:{old}:{p}" for p in ("ids", "lists", "meta")))
+    return removed
 
 
 def live_version(url: str) -> str | None:

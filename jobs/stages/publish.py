@@ -1,12 +1,24 @@
 """Stage 9 of 9, publish: check the staged lists, then publish them as the night's version.
 
 Nothing reaches the storefront unless every check passes: the output checks (quality/outputs.py) and the
-model gate (stage 5). Publishing moves the staged lists into `recommendations/dt=D/`, builds a new
-immutable key-value version and only then switches CURRENT, so a failure at any point leaves
-yesterday's version live.
+model gate (stage 6). Publishing is a transaction of idempotent steps, so a retry after a failure (or a
+kill -9) at any step completes it:
+
+1. check the staged lists and put them at `recommendations/dt=D/` (hard links: the staged folder stays until
+   the very end, so a retry starts from the same input; without it, the published lists are resumed);
+2. build the embedded key-value version, unless a complete one of the same inputs and config exists (a retry
+   reuses it), then the Redis version if Redis holds no complete one of that name;
+3. switch the embedded CURRENT, mark the model published, and only then switch Redis: Redis never serves a
+   version the embedded store and the published marker do not know;
+4. prune old versions (after the switch), remove the staged folder.
+
+A date older than the live lists (a backfill) publishes its Parquet lists, and with `publish.backfill: version`
+also builds a key-value version; it moves the live pointers only with `publish.backfill: promote`
+(`recs run --promote`).
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from pyspark.sql import SparkSession
@@ -19,37 +31,81 @@ from jobs.storage.datasets import Datasets
 from quality import QualityGateError
 from quality.outputs import check_recommendations, coverage_figures
 
+log = logging.getLogger(__name__)
+
+
+def live_run_date(kv_root: str) -> str | None:
+    """The date of the lists the storefront reads now (None before the first publish)."""
+    live = (kvstore.current(kv_root) or {}).get("version")
+    if not live:
+        return None
+    return (kvstore.manifest(kv_root, live) or {}).get("run_date") or live[:10]
+
 
 def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     started = time.time()
     data = Datasets(cfg.data_root)
-    layout = data.layout
-    staged_path = data.staged_lists.path(run_date)
-    staged = data.staged_lists.read_spark(spark, run_date)
-    catalog = data.validated_catalog.read_spark(spark, run_date)
-    purchases = (data.interactions.read_spark(spark, run_date)
-                 .where(F.col("purchased")).select("person_id", "item_id"))
-    failures = check_recommendations(staged, catalog=catalog, purchases=purchases, top_n=cfg.top_n)
-    if failures:
-        raise QualityGateError(failures)
-    coverage = coverage_figures(staged, catalog)
-    io.promote(staged_path, data.published_lists.path(run_date))
+    kv_root = data.layout.kv()
+    staged_path, published_path = data.staged_lists.path(run_date), data.published_lists.path(run_date)
+    coverage = None
+    if data.staged_lists.exists(run_date):
+        staged = data.staged_lists.read_spark(spark, run_date)
+        catalog = data.validated_catalog.read_spark(spark, run_date)
+        purchases = (data.interactions.read_spark(spark, run_date)
+                     .where(F.col("purchased")).select("person_id", "item_id"))
+        failures = check_recommendations(staged, catalog=catalog, purchases=purchases, top_n=cfg.top_n)
+        if failures:
+            raise QualityGateError(failures)
+        coverage = coverage_figures(staged, catalog)
+        io.promote(staged_path, published_path, keep_staged=True)
+    elif data.published_lists.exists(run_date):  # an earlier attempt got past step 1 and removed the staging
+        log.info("publish %s: no staged lists, resuming with the published ones at %s", run_date, published_path)
+    else:
+        raise FileNotFoundError(f"no staged lists for {run_date} at {staged_path} (and none published): "
+                                "run the rank stage first")
+
+    live_date = live_run_date(kv_root)
+    backfill = live_date is not None and run_date < live_date
+    mode = cfg.publish.backfill if backfill else "promote"
+    summary = {"recommendations": published_path, "backfill": backfill, "live_run_date": live_date,
+               "lists": "popularity" if data.gate_fallback(run_date) else "model", "coverage": coverage,
+               "redis": bool(cfg.export.redis_url)}
+    if mode == "lists":
+        log.info("publish %s: older than the live lists (%s); lists written, live pointer untouched "
+                 "(publish.backfill=lists)", run_date, live_date)
+        io.remove_dir(staged_path)
+        return {**summary, "kv_version": None, "switched": False, "seconds": round(time.time() - started, 1)}
+
     published = data.published_lists.read_spark(spark, run_date)
     identity = data.identity_map.read_spark(spark, run_date)
-    meta = {"run_date": run_date, "model_version": published.select("model_version").first()[0],
-            "top_n": cfg.top_n, "segment_dimensions": list(cfg.segments.dimensions)}
-    keep = cfg.export.keep_versions
-    version = kvstore.build_version(spark, published, identity, layout.kv(), meta=meta, keep=keep)
-    if cfg.export.redis_url:  # both stores hold the new version before either pointer moves
+    model_version = published.select("model_version").first()[0]
+    meta = {"run_date": run_date, "model_version": model_version, "top_n": cfg.top_n,
+            "segment_dimensions": list(cfg.segments.dimensions)}
+    fingerprint = {"inputs_digest": io.files_digest(published_path, data.identity_map.path(run_date)),
+                   "config_digest": cfg.fingerprint(), "model_version": model_version}
+    version = kvstore.find_version(kv_root, **fingerprint)
+    reused = version is not None
+    if not reused:
+        version = kvstore.build_version(spark, published, identity, kv_root, meta=meta, manifest=fingerprint)
+    if cfg.export.redis_url:
         from jobs.serving import redis_store
 
-        redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta)
-        redis_store.switch_current(cfg.export.redis_url, version, keep=keep)
-    pointer = kvstore.switch_current(layout.kv(), version)
-    fallback = data.gate_fallback(run_date)
-    if not fallback:  # the next night's gate compares against this model's recipe
-        data.models.mark_published(run_date)
-    return {"recommendations": data.published_lists.path(run_date), "lists": "popularity" if fallback else "model",
-            "kv_version": version,
-            "kv_previous": pointer["previous"], "redis": bool(cfg.export.redis_url), "coverage": coverage,
+        if redis_store.manifest(cfg.export.redis_url, version) is None:
+            redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta,
+                                      manifest=kvstore.manifest(kv_root, version))
+
+    pointer, pruned = kvstore.current(kv_root) or {}, []
+    if mode == "promote":
+        reason = "backfill --promote" if backfill else "publish"
+        pointer = kvstore.switch_current(kv_root, version, reason=reason)
+        if summary["lists"] == "model":  # the next night's gate compares against this model's recipe
+            data.models.mark_published(run_date)
+        if cfg.export.redis_url:  # last: only to a version the embedded store and the marker already know
+            redis_store.switch_current(cfg.export.redis_url, version, reason=reason)
+        pruned = kvstore.prune(kv_root, keep=cfg.export.keep_versions)
+        if cfg.export.redis_url:
+            redis_store.prune(cfg.export.redis_url, keep=cfg.export.keep_versions)
+    io.remove_dir(staged_path)
+    return {**summary, "kv_version": version, "kv_reused": reused, "switched": mode == "promote",
+            "kv_live": pointer.get("version"), "kv_previous": pointer.get("previous"), "kv_pruned": pruned,
             "seconds": round(time.time() - started, 1)}

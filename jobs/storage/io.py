@@ -1,16 +1,26 @@
 """Reads with the contract's schema and writes that never leave half a dataset behind.
 
-Every write goes to a hidden sibling folder (`.tmp-<name>-<uuid>`) and is moved into place only once
-complete; the folder it replaces is moved aside first and deleted after, so a reader sees the old
-or the new partition, never a mix. File operations go through fsspec so that a URI root works too.
+Every write goes to a hidden sibling folder (`.tmp-<name>-<hex8>`) and is swapped into place only once
+complete. On a local filesystem the swap is one `renameat2(RENAME_EXCHANGE)` system call: the target path
+names the whole old folder until the call and the whole new one after it, with no instant where it names
+nothing (a kill -9 at any point leaves one whole folder there); the displaced old folder, now at the
+temporary name, is deleted after. Where the kernel or an object store offers no exchange, the old folder is
+moved aside first (a short gap). Leftovers of a killed writer (`.tmp-*`, `.old-*`) are removed by
+`clean_leftovers`, which a run calls once it holds the DATA_ROOT lock. File operations go through fsspec so
+that a URI root works too.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import logging
 import math
+import os
 import posixpath
 import re
+import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -67,12 +77,82 @@ def data_files(path: str, suffixes: tuple[str, ...]) -> list[str]:
     return sorted(f for f in fs.find(p) if f.endswith(suffixes) and not posixpath.basename(f).startswith(("_", ".")))
 
 
+def _hex8() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+# What our writers name their temporaries: `.tmp-<name>-<hex8>` / `.old-<name>-<hex8>` folders and
+# `<file>.tmp-<hex8>` files. Only these are ever cleaned, so nothing a shop or a user put there is touched.
+_LEFTOVER = re.compile(r"^(\.(tmp|old)-.+-[0-9a-f]{8}|.+\.tmp-[0-9a-f]{8})$")
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_libc = None
+
+
+def _is_local(fs) -> bool:
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return "file" in protocols or "local" in protocols
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swaps two local paths in one system call (Linux renameat2 RENAME_EXCHANGE). False when the kernel or
+    the filesystem cannot (the caller falls back); any other error is raised."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(_libc, "renameat2", None)
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+
+
+def replace_dir(src: str, final: str, *, keep_displaced: bool = True) -> None:
+    """Puts the complete folder `src` at `final` (a path or URI), replacing what was there; `src` is gone after.
+
+    Local: one rename (no old folder) or one exchange, so `final` never goes missing. The displaced old folder
+    is renamed `.old-<name>-<hex8>` and, with `keep_displaced`, left for `DISPLACED_GRACE_SECONDS`: a reader
+    that resolved `final` before the swap (opened the folder, listed it) reads the whole old folder to the end;
+    the next run removes it (`clean_leftovers`). Without `keep_displaced` (an erasure) it is deleted at once.
+    Elsewhere: move-aside (a short gap), the old folder deleted at once."""
+    fs, src_p = fs_for(src)
+    _, final_p = fs_for(final)
+    parent, name = posixpath.split(final_p.rstrip("/"))
+    if _is_local(fs):
+        if not os.path.lexists(final_p):
+            os.rename(src_p, final_p)
+            return
+        if exchange(src_p, final_p):  # src_p now holds the old folder
+            displaced = posixpath.join(parent, f".old-{name}-{_hex8()}")
+            os.rename(src_p, displaced)
+            if not keep_displaced:
+                _rmtree(displaced)
+            return
+        log.warning("no atomic exchange on this filesystem: replacing %s by move-aside", final_p)
+    old = None
+    if fs.exists(final_p):
+        old = posixpath.join(parent, f".old-{name}-{_hex8()}")
+        fs.mv(final_p, old, recursive=True)
+    fs.mv(src_p, final_p, recursive=True)
+    if old:
+        fs.rm(old, recursive=True)
+
+
+def _rmtree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
-def atomic_dir(final: str) -> Iterator[str]:
-    """Yields a temporary folder path; on success it replaces `final` whole, on error it is removed."""
+def atomic_dir(final: str, *, keep_displaced: bool = True) -> Iterator[str]:
+    """Yields a temporary folder path; on success it replaces `final` whole (`replace_dir`), on error it is
+    removed."""
     fs, final_p = fs_for(final)
     parent, name = posixpath.split(final_p.rstrip("/"))
-    tmp = posixpath.join(parent, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+    tmp = posixpath.join(parent, f".tmp-{name}-{_hex8()}")
     fs.makedirs(parent, exist_ok=True)
     prefix = final[: len(final) - len(final_p)] if final.endswith(final_p) else ""
     try:
@@ -81,13 +161,42 @@ def atomic_dir(final: str) -> Iterator[str]:
         if fs.exists(tmp):
             fs.rm(tmp, recursive=True)
         raise
-    old = None
-    if fs.exists(final_p):
-        old = posixpath.join(parent, f".old-{name}-{uuid.uuid4().hex[:8]}")
-        fs.mv(final_p, old, recursive=True)
-    fs.mv(tmp, final_p, recursive=True)
-    if old:
-        fs.rm(old, recursive=True)
+    if not fs.exists(tmp):  # the body wrote nothing: an empty folder, as before
+        fs.makedirs(tmp, exist_ok=True)
+    replace_dir(prefix + tmp, final, keep_displaced=keep_displaced)
+
+
+# How long a displaced folder outlives its replacement, for readers that resolved it before the swap.
+DISPLACED_GRACE_SECONDS = 900.0
+
+
+def clean_leftovers(root: str, *, grace_seconds: float = DISPLACED_GRACE_SECONDS) -> list[str]:
+    """Removes what killed writers left anywhere under `root` (`.tmp-*`: a write that never finished) and the
+    folders displaced by a replacement more than `grace_seconds` ago (`.old-*`); returns them. Call it only
+    while holding the DATA_ROOT lock: then no live writer owns a `.tmp-*`."""
+    fs, p = fs_for(root)
+    if not fs.exists(p):
+        return []
+    found = []
+    if _is_local(fs):
+        now = time.time()
+        for folder, dirs, files in os.walk(p):
+            for d in [d for d in dirs if _LEFTOVER.match(d)]:
+                dirs.remove(d)  # not walked: it goes whole, or stays whole
+                path = os.path.join(folder, d)
+                if not d.startswith(".old-") or now - os.lstat(path).st_ctime >= grace_seconds:
+                    found.append(path)
+            found += [os.path.join(folder, f) for f in files if _LEFTOVER.match(f)]
+    else:
+        found = [f for f in fs.find(p, withdirs=True) if _LEFTOVER.match(posixpath.basename(f.rstrip("/")))]
+        found = [f for f in found if not any(f != g and f.startswith(g.rstrip("/") + "/") for g in found)]
+    for path in found:
+        log.info("removing the leftover %s of a killed run", path)
+        if _is_local(fs) and os.path.isdir(path) and not os.path.islink(path):
+            _rmtree(path)
+        else:
+            fs.rm(path, recursive=True)
+    return found
 
 
 def json_ready(obj):
@@ -117,7 +226,7 @@ def write_text(path: str, text: str) -> None:
     parent = posixpath.dirname(p)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = p + f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp = p + f".tmp-{_hex8()}"
     with fs.open(tmp, "w") as f:
         f.write(text)
     fs.mv(tmp, p)
@@ -194,10 +303,77 @@ def read_arrow_parquet(path: str, columns: list[str] | None = None, *, schema=No
         raise ValueError(f"{what} at {path} cannot be read with fields {columns}: {exc}") from exc
 
 
-def promote(staged: str, final: str) -> str:
-    """Moves a complete staged folder into `final`, replacing what was there in one step."""
+def promote(staged: str, final: str, *, keep_staged: bool = False) -> str:
+    """Puts a complete staged folder at `final`, replacing what was there in one step (`replace_dir`).
+    `keep_staged`: the staged folder stays (its files hard-linked, or copied where links cannot be made), so a
+    step that fails after this one can be retried from the same staged input."""
     fs, staged_p = fs_for(staged)
-    with atomic_dir(final) as tmp:
-        _, tmp_p = fs_for(tmp)
-        fs.mv(staged_p, tmp_p, recursive=True)
+    _, final_p = fs_for(final)
+    parent, name = posixpath.split(final_p.rstrip("/"))
+    tmp = posixpath.join(parent, f".tmp-{name}-{_hex8()}")
+    fs.makedirs(parent, exist_ok=True)
+    prefix = final[: len(final) - len(final_p)] if final.endswith(final_p) else ""
+    if not keep_staged:
+        fs.mv(staged_p, tmp, recursive=True)
+    elif _is_local(fs):
+        try:
+            shutil.copytree(staged_p, tmp, copy_function=os.link)
+        except OSError:  # another device, or no hard links on this filesystem
+            _rmtree(tmp)
+            shutil.copytree(staged_p, tmp)
+    else:
+        fs.copy(staged_p, tmp, recursive=True)
+    replace_dir(prefix + tmp, final)
     return final
+
+
+def append_line(path: str, line: str) -> None:
+    """Appends one line to a small log file: the file is rewritten whole and renamed over the old one, so a
+    reader sees it with or without the new line, never half of one (works on object stores too)."""
+    fs, p = fs_for(path)
+    old = ""
+    if fs.exists(p):
+        with fs.open(p, "r") as f:
+            old = f.read()
+    write_text(path, old + line.rstrip("\n") + "\n")
+
+
+def read_lines_json(path: str) -> list[dict]:
+    """The JSON lines of a log written by `append_line` (empty when there is none)."""
+    fs, p = fs_for(path)
+    if not fs.exists(p):
+        return []
+    with fs.open(p, "r") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def files_digest(*folders: str) -> str:
+    """A short content digest of the Parquet files in `folders` (relative names and bytes): equal only for the
+    same data, so a retried publish finds the version it built from these files."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in folders:
+        fs, p = fs_for(folder)
+        for f in data_files(folder, (".parquet",)):
+            digest.update(f"{posixpath.relpath(f, p)}\0".encode())
+            with fs.open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        digest.update(b"\1")
+    return digest.hexdigest()[:16]
+
+
+def remove_dir(path: str) -> None:
+    """Deletes a folder in one rename to a hidden leftover name first, so a kill mid-delete never leaves a half
+    folder under its own name (the leftover is cleaned by the next run)."""
+    fs, p = fs_for(path)
+    if not fs.exists(p):
+        return
+    parent, name = posixpath.split(p.rstrip("/"))
+    doomed = posixpath.join(parent, f".old-{name}-{_hex8()}")
+    fs.mv(p, doomed, recursive=True)
+    if _is_local(fs):
+        _rmtree(doomed)
+    else:
+        fs.rm(doomed, recursive=True)

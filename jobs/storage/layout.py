@@ -84,6 +84,10 @@ class Layout:
     def identity(self, ds: str) -> str:
         return self.partition("identity", ds)
 
+    def run_lock(self) -> str:
+        """The lock a run holds on this DATA_ROOT (`jobs.storage.lock`)."""
+        return self._p(".recs-run.lock")
+
     def kv(self) -> str:
         return self._p("exports", "kv")
 
