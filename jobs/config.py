@@ -174,6 +174,12 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    """The night's page (jobs/reports/): not part of the output fingerprint."""
+    trend_nights: int
+
+
+@dataclass(frozen=True)
 class RecsConfig:
     window_days: int
     top_n: int
@@ -193,6 +199,7 @@ class RecsConfig:
     spark: SparkConfig
     privacy: PrivacyConfig
     tuning: TuningConfig
+    reports: ReportsConfig
     data_root: str = ""
     # dotted keys the user set (conf file or --set): the tune stage never changes them
     pinned: tuple[str, ...] = ()
@@ -204,6 +211,7 @@ class RecsConfig:
         d.pop("data_root")
         d.pop("spark")
         d.pop("privacy")  # retention does not shape tonight's lists
+        d.pop("reports")  # nor does the page that shows them
         d.pop("pinned")  # who set a value does not shape the lists; the value does
         return d
 
