@@ -72,13 +72,12 @@ def cmd_run(args) -> int:
 
 def _print_page(cfg, run_date: str, stream) -> None:
     """Where the night's page is (`jobs.pipeline.finish_night` wrote it), as a link a terminal can open."""
-    from jobs.reports.night import page_path
+    from jobs.reports.night import page_link, page_path
     from jobs.storage import io
 
     path = page_path(cfg.data_root, run_date)
     if io.exists(path):
-        link = Path(path).resolve().as_uri() if "://" not in path else path
-        print(f"night page: {link}", file=stream, flush=True)
+        print(f"night page: {page_link(path)}", file=stream, flush=True)
     else:
         print(f"night page: not written (see the log); reports in {Path(path).parent}", file=stream, flush=True)
 

@@ -59,8 +59,10 @@ def main(argv=None) -> int:
         f = summary_dir / f"{stage}.json"
         took = f"{json.loads(f.read_text())['wall_seconds']:7.1f}s" if f.exists() else "   (not run)"
         print(f"    {stage:<13}{took}")
-    page = Path(args.data_root).resolve() / "reports" / f"dt={run_date}" / "index.html"
-    page_line = f"night page: {page.as_uri()}" if page.exists() else f"night page: not written (see {log_file})"
+    from jobs.reports.night import page_link, page_path
+
+    page = page_path(args.data_root, run_date)
+    page_line = f"night page: {page_link(page)}" if Path(page).exists() else f"night page: not written (see {log_file})"
     if dag_run.returncode != 0 or "state=failed" in dag_run.stdout + dag_run.stderr.lower():
         print(f"the DAG run failed; its log: {log_file}", file=sys.stderr)
         print(page_line, file=sys.stderr)

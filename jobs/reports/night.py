@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
+from urllib.parse import quote
 
 from jobs.config import RecsConfig
 from jobs.reports.figures import night_figures, trend_figures
@@ -19,6 +21,14 @@ PAGE = "index.html"
 
 def page_path(data_root: str, run_date: str) -> str:
     return posixpath.join(Layout(data_root).reports(run_date), PAGE)
+
+
+def page_link(path: str) -> str:
+    """The page as a link a terminal can open: `file:///...` for a local path (the `=` of `dt=` left readable),
+    the URI itself on object storage."""
+    if "://" in path:
+        return path
+    return "file://" + quote(os.path.abspath(path), safe="/=")
 
 
 def write_page(cfg: RecsConfig, run_date: str, stages=STAGES) -> str:

@@ -58,12 +58,12 @@ def _value(v) -> float:
 def _trend_axis(ax, trend: Trend, title: str) -> np.ndarray:
     """Night positions 0..n-1 with short date labels; nights without reports shaded. Returns the positions."""
     x = np.arange(len(trend))
-    step = max(1, len(trend) // 10)
-    ax.set_xticks(x[::step], [ds[5:] for ds, _ in trend][::step])
+    step = max(1, math.ceil(len(trend) / 10))
+    ax.set_xticks(x[::step], [ds[5:] for ds, _ in trend][::step], rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(trend) - 0.4)
     for i, (_, f) in enumerate(trend):
         if f is None:
-            ax.axvspan(i - 0.5, i + 0.5, color="#eeeeee", lw=0)
+            ax.axvspan(i - 0.5, i + 0.5, color="#f0f0f0", lw=0)
     ax.set_title(title)
     return x
 
