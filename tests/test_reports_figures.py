@@ -70,3 +70,19 @@ def test_trend_marks_missing_and_unreadable_nights_as_gaps(data, caplog):
     assert [f is None for _, f in trend] == [False, True, False, True, False]
     assert trend[-1][1] is tonight and trend[0][1]["volumes"]["rows"] == 500
     assert "2026-08-13" in caplog.text and "gap" in caplog.text
+
+
+def test_a_night_whose_first_stage_left_no_record_shows_no_old_figures(data):
+    """An attempt killed before validate finished: the validation report on disk is an earlier attempt's."""
+    import json
+
+    write_night(data.layout.root, D)
+    path = f"{data.layout.reports(D)}/run_summary.json"
+    summary = json.loads(open(path).read())
+    summary.update(status="incomplete", failed_stage="validate",
+                   stage_status={s: "not run" for s in summary["stage_status"]})
+    with open(path, "w") as f:
+        json.dump(summary, f)
+    f = night_figures(data, D)
+    assert f["status"] == "incomplete" and f["failure"]["stage"] == "validate"
+    assert (f["volumes"], f["quarantine"], f["validation"], f["gate"], f["coverage"]) == (None,) * 5

@@ -62,6 +62,8 @@ def night_figures(data: Datasets, run_date: str, stages=STAGES) -> dict | None:
     if not summary and not any(records.values()) and validation is None:
         return None
     status = _stage_status(summary, records, stages)
+    if status.get("validate") not in (OK, FAILED):
+        validation = None  # left by an earlier attempt
 
     def ran(name: str) -> dict | None:
         """The stage's summary when it finished in the night's latest attempt."""
@@ -86,8 +88,7 @@ def night_figures(data: Datasets, run_date: str, stages=STAGES) -> dict | None:
                    for n in stages],
     }
 
-    metrics = _day_metrics(data, run_date, validation) if validation is not None or status.get("validate") == OK \
-        else {}
+    metrics = _day_metrics(data, run_date, validation) if status.get("validate") in (OK, FAILED) else {}
     events = metrics.get("events") or {}
     figures["volumes"] = None if not events else {
         "rows": events.get("rows"), "good": events.get("good"), "quarantined": events.get("quarantined"),
