@@ -59,7 +59,8 @@ def _trend_axis(ax, trend: Trend, title: str) -> np.ndarray:
     """Night positions 0..n-1 with short date labels; nights without reports shaded. Returns the positions."""
     x = np.arange(len(trend))
     step = max(1, math.ceil(len(trend) / 10))
-    ax.set_xticks(x[::step], [ds[5:] for ds, _ in trend][::step], rotation=45, ha="right", rotation_mode="anchor")
+    shown = x[::-1][::step][::-1]  # counted back from tonight, which always gets its label
+    ax.set_xticks(shown, [trend[i][0][5:] for i in shown], rotation=45, ha="right", rotation_mode="anchor")
     ax.set_xlim(-0.6, len(trend) - 0.4)
     for i, (_, f) in enumerate(trend):
         if f is None:
