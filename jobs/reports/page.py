@@ -234,7 +234,7 @@ def render_page(tonight: dict, trend: list[tuple[str, dict | None]]) -> str:
              f"<p class='muted'>config {_e(tonight.get('config_fingerprint'))} · "
              f"{_num(tonight.get('wall_seconds'))} s in stages · trends over {len(trend)} nights "
              f"({_e(trend[0][0])} to {_e(trend[-1][0])}), {gaps} without reports (shaded) · "
-             "<a href='run_summary.json'>run_summary.json</a> · <a href='stages/'>stage summaries</a></p>")
+             "<a href='run_summary.json'>run_summary.json</a></p>")
     toc = "<p>" + " · ".join(f"<a href='#s{i}'>{_e(h)}</a>" for i, (h, _) in enumerate(SECTIONS)) + "</p>"
     body = [head, intro, toc, _failure(tonight)]
     for i, (heading, plot) in enumerate(SECTIONS):
