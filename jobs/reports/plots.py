@@ -277,6 +277,9 @@ def tuning(tonight: dict, trend: Trend) -> str:
             best = max(range(len(ys)), key=ys.__getitem__)
             now.scatter([xs[best]], [ys[best]], s=60, marker="*", color=OK_COLOR if t.get("adopted") else "#ef6c00",
                         label="best: " + ("adopted" if t.get("adopted") else "not adopted"))
+            from matplotlib.ticker import MaxNLocator
+
+            now.xaxis.set_major_locator(MaxNLocator(integer=True))
             now.set_xlabel("trial")
             now.set_ylabel("NDCG")
             now.set_title(f"tuning trials ({t.get('mode')}), {tonight['run_date']}")
