@@ -57,8 +57,9 @@ def main(argv=None) -> int:
 
     for stage in STAGES:
         f = summary_dir / f"{stage}.json"
-        took = f"{json.loads(f.read_text())['wall_seconds']:7.1f}s" if f.exists() else "   (not run)"
-        print(f"    {stage:<13}{took}")
+        record = json.loads(f.read_text()) if f.exists() else {}
+        took = f"{record['wall_seconds']:7.1f}s" if record else "   (not run)"
+        print(f"    {stage:<13}{took}{'  FAILED: ' + record.get('error', '') if record.get('status') == 'failed' else ''}")
     from jobs.reports.night import page_link, page_path
 
     page = page_path(args.data_root, run_date)
