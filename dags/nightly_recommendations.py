@@ -1,5 +1,6 @@
 """Nightly recommendations: one task per stage of `jobs.pipeline.STAGES`, for the run's logical date, then `purge`
-(retention: personal data older than `privacy.retention_days` goes).
+(retention: personal data older than `privacy.retention_days` goes) and, once every stage is done whatever its
+outcome, `report` (the run summary and the night's page, `reports/dt=D/index.html`).
 
 The DAG file imports only the Airflow SDK and the standard library: Spark, implicit, ScaNN and GX are
 imported inside the tasks. Tasks exchange only the run date (XCom) and write to DATA_ROOT, so each task
@@ -94,10 +95,28 @@ def nightly_recommendations():
             summary = purge_for_config(cfg, run_date)
         return {k: summary[k] for k in ("cutoff", "partitions", "files", "bytes")}
 
-    run_date = resolve_run_date()
+    @task(task_id="report", trigger_rule="all_done")
+    def report(run_date: str | None = None, params=None) -> dict:
+        """The run summary and the night's page from the stages' records, also when a stage failed (it names the
+        stage and the error). A leaf beside `purge`, so a failed stage still fails the DAG run."""
+        from jobs.config import load_config
+        from jobs.pipeline import data_root_lock, finish_night
+
+        if not run_date:
+            raise ValueError("no run date: resolve_run_date failed, so there is no night to report")
+        cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
+                          data_root=params["data_root"])
+        with data_root_lock(cfg, f"airflow nightly_recommendations.report {run_date}"):
+            summary = finish_night(cfg, run_date)
+        return {"status": summary["status"], "page": summary["page"]}
+
+    resolved = run_date = resolve_run_date()
+    stage_outputs = []
     for stage in STAGES:
         run_date = stage_task(stage)(run_date)
+        stage_outputs.append(run_date)
     purge(run_date)
+    stage_outputs >> report(resolved)
 
 
 nightly_recommendations()

@@ -32,7 +32,7 @@ def cmd_generate_shop(args) -> int:
     from jobs.shop import generate_shop
 
     summary = generate_shop(args.data_root, start=args.start, days=args.days, users=args.users, items=args.items,
-                            seed=args.seed, defect_rate=args.defect_rate, progress=True, gaps=tuple(args.gap or ()))
+                            seed=args.seed, defect_rate=args.defect_rate, gaps=tuple(args.gap or ()))
     print(json.dumps(summary, indent=1, default=str) if args.verbose else _short(summary))
     return 0
 
@@ -60,20 +60,35 @@ def cmd_run(args) -> int:
         summary = run_all(cfg, args.date, on_stage=progress)
     except ModelGateError as exc:
         print(f"run {args.date} REFUSED by the model gate: {exc}", file=sys.stderr)
+        _print_page(cfg, args.date, sys.stderr)
         return EXIT_REFUSED
     except Exception as exc:
         print(f"run {args.date} FAILED: {exc}", file=sys.stderr)
         print("nothing was published; the previous lists stay live", file=sys.stderr)
+        _print_page(cfg, args.date, sys.stderr)
         return EXIT_FAILED
     pub = summary["stages"].get("publish", {})
     print(f"published {pub.get('recommendations')} (kv version {pub.get('kv_version')}) "
           f"in {summary['wall_seconds']:.0f}s")
+    _print_page(cfg, args.date, sys.stdout)
     if summary["status"] == "published_popularity_fallback":
         fallback = summary["stages"]["gate"]["fallback"]
         print(f"NOTE: the model did not beat popularity on the holdout; the {fallback['baseline']} lists were "
               f"published instead (reports/dt={args.date}/gate.json says why)", file=sys.stderr)
         return EXIT_POPULARITY_FALLBACK
     return EXIT_PUBLISHED
+
+
+def _print_page(cfg, run_date: str, stream) -> None:
+    """Where the night's page is (`jobs.pipeline.finish_night` wrote it), as a link a terminal can open."""
+    from jobs.reports.night import page_link, page_path
+    from jobs.storage import io
+
+    path = page_path(cfg.data_root, run_date)
+    if io.exists(path):
+        print(f"night page: {page_link(path)}", file=stream, flush=True)
+    else:
+        print(f"night page: not written (see the log); reports in {Path(path).parent}", file=stream, flush=True)
 
 
 def cmd_stage(args) -> int:
@@ -359,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("jobs.progress").setLevel(logging.INFO)  # off a terminal, progress is these lines
     try:
         return args.func(args)
     except Exception as exc:  # a clear one-line error for data engineers; -v shows the traceback

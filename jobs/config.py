@@ -225,6 +225,12 @@ class AssessConfig:
 
 
 @dataclass(frozen=True)
+class ReportsConfig:
+    """The night's page (jobs/reports/): not part of the output fingerprint."""
+    trend_nights: int
+
+
+@dataclass(frozen=True)
 class RecsConfig:
     window_days: int
     top_n: int
@@ -247,6 +253,7 @@ class RecsConfig:
     privacy: PrivacyConfig
     tuning: TuningConfig
     assess: AssessConfig
+    reports: ReportsConfig
     data_root: str = ""
     # dotted keys the user set (conf file or --set): the tune stage never changes them
     pinned: tuple[str, ...] = ()
@@ -261,6 +268,7 @@ class RecsConfig:
         d.pop("assess")  # nor do the readiness assessment's thresholds
         d.pop("publish")  # nor does whether a backfill takes over the live pointer
         d.pop("lock")
+        d.pop("reports")  # nor does the page that shows them
         d.pop("pinned")  # who set a value does not shape the lists; the value does
         return d
 

@@ -57,11 +57,18 @@ def main(argv=None) -> int:
 
     for stage in STAGES:
         f = summary_dir / f"{stage}.json"
-        took = f"{json.loads(f.read_text())['wall_seconds']:7.1f}s" if f.exists() else "   (not run)"
-        print(f"    {stage:<13}{took}")
+        record = json.loads(f.read_text()) if f.exists() else {}
+        took = f"{record['wall_seconds']:7.1f}s" if record else "   (not run)"
+        print(f"    {stage:<13}{took}{'  FAILED: ' + record.get('error', '') if record.get('status') == 'failed' else ''}")
+    from jobs.reports.night import page_link, page_path
+
+    page = page_path(args.data_root, run_date)
+    page_line = f"night page: {page_link(page)}" if Path(page).exists() else f"night page: not written (see {log_file})"
     if dag_run.returncode != 0 or "state=failed" in dag_run.stdout + dag_run.stderr.lower():
         print(f"the DAG run failed; its log: {log_file}", file=sys.stderr)
+        print(page_line, file=sys.stderr)
         return 1
+    print(f"    {page_line}", flush=True)
 
     print("3/3 a few shoppers' lists, as the storefront would get them (`recs lookup`)", flush=True)
     import pyarrow.parquet as pq
@@ -79,6 +86,8 @@ done in {time.time() - started:.0f}s. Where things are:
   identity map        {root}/identity/dt={run_date}/
   key-value store     {root}/exports/kv/  (CURRENT -> versions/<version>/store.sqlite)
   quarantine          {root}/quarantine/
+  night page          {page_line.removeprefix("night page: ")}  (stage times, volumes, quarantine, identity,
+                      gate, tuning, coverage; trends of the last nights)
   run report          {root}/reports/dt={run_date}/  (run summary, validation report, data docs)
   airflow log         {log_file}
 try: .venv/bin/recs lookup --data-root {root} {users[0] if users else 'ID'}

@@ -2,7 +2,7 @@
 
 `day_metrics` runs one Spark aggregation over a checked dataset (all pending days at once) and returns a
 plain dict per day: rows, good rows, quarantined rows, per-reason counts and, for events, volume per
-device type, item events with unknown items and events without identity. These dicts are stored in each
+device type and per event type, item events with unknown items and events without identity. These dicts are stored in each
 validated day's marker, so the trailing baselines of later runs come from markers, not from re-reading
 old data. `events_day_frame` turns them into one pandas row per day with the shares and ratios that the
 GX suite `events_days` checks.
@@ -19,6 +19,7 @@ from schemas import load
 from schemas.vocabulary import ITEM_EVENT_TYPES
 
 DEVICE_BUCKETS = tuple(rules.DEVICE_TYPES) + ("other",)
+EVENT_TYPE_BUCKETS = tuple(rules.EVENT_TYPES) + ("other",)
 BASELINE_DAYS = (7, 28)
 CATALOG_BASELINE_DAYS = 7
 # catalog fields whose coverage (share of items with a value; blank text = no value) goes into the metrics
@@ -35,7 +36,8 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
     -------
     dict
         ``{ds: {"rows", "good", "quarantined", "reasons": {reason: n}}}``; events add ``"devices"``
-        (``{device_type or "other": rows}``), ``"item_events"``, ``"unknown_items"``, ``"no_identity"``;
+        (``{device_type or "other": rows}``), ``"event_types"`` (``{event_type or "other": rows}``),
+        ``"item_events"``, ``"unknown_items"``, ``"no_identity"``;
         catalog adds ``"filled"`` (``{field: items with a value}`` for the fields of
         `CATALOG_COVERAGE_FIELDS` that the frame has).
     """
@@ -47,6 +49,8 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
     if dataset == "events":
         dev = F.col("device_type")
         aggs += [F.sum((dev == d).cast("long")).alias(f"dev_{d}") for d in rules.DEVICE_TYPES]
+        et = F.col("event_type")
+        aggs += [F.sum((et == t).cast("long")).alias(f"et_{i}") for i, t in enumerate(rules.EVENT_TYPES)]
         blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
         item_event = F.col("event_type").isin(*ITEM_EVENT_TYPES) & ~blank("item_id")
         aggs += [F.sum(item_event.cast("long")).alias("item_events"),
@@ -69,6 +73,9 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
             devices = {k: int(d[f"dev_{k}"] or 0) for k in rules.DEVICE_TYPES}
             devices["other"] = m["rows"] - sum(devices.values())
             m["devices"] = devices
+            types = {t: int(d[f"et_{i}"] or 0) for i, t in enumerate(rules.EVENT_TYPES)}
+            types["other"] = m["rows"] - sum(types.values())
+            m["event_types"] = types
             for k in ("item_events", "unknown_items", "no_identity"):
                 m[k] = int(d[k] or 0)
         if filled:
@@ -100,7 +107,8 @@ def empty_metrics(dataset: str) -> dict:
     """The metrics of a day without rows."""
     m = {"rows": 0, "good": 0, "quarantined": 0, "reasons": {}}
     if dataset == "events":
-        m.update(devices=dict.fromkeys(DEVICE_BUCKETS, 0), item_events=0, unknown_items=0, no_identity=0)
+        m.update(devices=dict.fromkeys(DEVICE_BUCKETS, 0), event_types=dict.fromkeys(EVENT_TYPE_BUCKETS, 0),
+                 item_events=0, unknown_items=0, no_identity=0)
     if dataset == "catalog":
         m["filled"] = {}
     return m

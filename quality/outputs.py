@@ -134,7 +134,9 @@ def coverage_figures(recs: DataFrame, catalog: DataFrame) -> dict:
         ``lists``, ``person_lists``, ``segment_lists``, ``rows``, ``distinct_items``, ``catalog_items``,
         ``available_items``, ``catalog_coverage`` (distinct recommended items / catalog items),
         ``available_coverage`` (distinct recommended available items / available items),
-        ``top_item`` and ``top_item_list_share`` (share of person lists holding the most frequent item).
+        ``top_item`` and ``top_item_list_share`` (share of person lists holding the most frequent item), and how
+        evenly the person lists expose the available items (`exposure_figures`): ``exposure_gini`` and
+        ``exposure_top_shares``.
     """
     items = catalog.groupBy("item_id").agg(F.max(F.col("is_available").cast("int")).alias("available"))
     cat = items.agg(F.count(F.lit(1)).alias("catalog_items"),
@@ -159,4 +161,39 @@ def coverage_figures(recs: DataFrame, catalog: DataFrame) -> dict:
             "catalog_coverage": (agg["distinct_items"] or 0) / catalog_items if catalog_items else 0.0,
             "available_coverage": (agg["distinct_available"] or 0) / available_items if available_items else 0.0,
             "top_item": top["item_id"] if top else None,
-            "top_item_list_share": (top["person_lists"] / person_lists) if (top and person_lists) else 0.0}
+            "top_item_list_share": (top["person_lists"] / person_lists) if (top and person_lists) else 0.0,
+            **exposure_figures(recs, items, available_items)}
+
+
+# Item shares at which the exposure curve is read: the share of person-list rows held by the top 1% of items, ...
+EXPOSURE_TOP_SHARES = (0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+def exposure_figures(recs: DataFrame, items: DataFrame, available_items: int) -> dict:
+    """How concentrated the person lists are over the available items (never-shown items count as 0).
+
+    ``exposure_gini``: Gini coefficient of the rows per available item (0 = every item shown equally often,
+    towards 1 = a few items take every slot; the gate's holdout figures use the same definition).
+    ``exposure_top_shares``: ``[[item share, row share], ...]``: the share of person-list rows that goes to
+    the most shown `item share` of the available items, at `EXPOSURE_TOP_SHARES`. Only the histogram of
+    exposure counts (how many items were shown n times) reaches the driver, at most one row per item.
+    """
+    import math
+
+    import numpy as np
+
+    shown = (recs.where(F.col("subject_type") == "person").groupBy("item_id").agg(F.count(F.lit(1)).alias("shown")))
+    available = items.where(F.col("available") == 1).select("item_id")
+    histogram = (available.join(shown, "item_id", "left").groupBy(F.coalesce("shown", F.lit(0)).alias("shown"))
+                 .agg(F.count(F.lit(1)).alias("items")).collect())
+    if not available_items or not histogram:
+        return {"exposure_gini": None, "exposure_top_shares": []}
+    values = np.repeat(np.array([r["shown"] for r in histogram], np.float64), [r["items"] for r in histogram])
+    values.sort()
+    n, total = len(values), values.sum()
+    if total == 0:
+        return {"exposure_gini": None, "exposure_top_shares": []}
+    gini = float(np.sum((2 * np.arange(1, n + 1) - n - 1) * values) / (n * total))
+    top = np.cumsum(values[::-1])
+    shares = [[p, float(top[max(1, math.ceil(p * n)) - 1] / total)] for p in EXPOSURE_TOP_SHARES]
+    return {"exposure_gini": gini, "exposure_top_shares": shares}

@@ -20,9 +20,45 @@ def test_dag_imports_light_and_lists_every_stage(airflow_db):
     bag = DagBag(dag_folder="dags")
     assert bag.import_errors == {}
     dag = bag.get_dag("nightly_recommendations")
-    assert [t for t in dag.task_ids if t not in ("resolve_run_date", "purge")] == list(STAGES)
+    assert [t for t in dag.task_ids if t not in ("resolve_run_date", "purge", "report")] == list(STAGES)
     assert dag.get_task("publish").upstream_task_ids == {"rank"}
     assert dag.get_task("purge").upstream_task_ids == {STAGES[-1]}  # retention runs after the last stage
+    # the night's page: after every stage whatever became of it, and a leaf, so a failed stage fails the run
+    report = dag.get_task("report")
+    assert report.upstream_task_ids == {"resolve_run_date", *STAGES} and report.trigger_rule == "all_done"
+    assert report.downstream_task_ids == set()
+
+
+@pytest.mark.airflow
+def test_a_failed_stage_fails_the_run_and_the_report_task_still_writes_the_page(airflow_db, tmp_path, monkeypatch):
+    """A stage raising inside the DAG: the run fails, and `report` writes the summary and the page naming it."""
+    import json
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    import jobs.spark
+    import jobs.stages.validate as validate
+
+    from quality import QualityGateError
+
+    def broken(spark, cfg, run_date):  # a verdict on the day: failed at once, not retried
+        raise QualityGateError([{"message": "raw events <missing> for the night"}])
+
+    monkeypatch.setattr(validate, "run", broken)
+    monkeypatch.setattr(jobs.spark, "spark_session", lambda *a, **k: object())  # the stage fails before Spark work
+    dag = DagBag(dag_folder="dags").get_dag("nightly_recommendations")
+    root = tmp_path / "data"
+    run = dag.test(run_conf={"data_root": str(root), "ds": "2026-08-14"})
+    assert run.state == DagRunState.FAILED
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert (states["validate"], states["stitch"], states["report"]) == (
+        TaskInstanceState.FAILED, TaskInstanceState.UPSTREAM_FAILED, TaskInstanceState.SUCCESS)
+    reports = root / "reports" / "dt=2026-08-14"
+    summary = json.loads((reports / "run_summary.json").read_text())
+    assert (summary["status"], summary["failed_stage"]) == ("failed", "validate")
+    page = (reports / "index.html").read_text()
+    assert "Stage <b>validate</b> failed (QualityGateError)" in page and "raw events &lt;missing&gt;" in page
 
 
 @pytest.mark.airflow

@@ -61,6 +61,10 @@ def test_dag_run_succeeds_with_every_stage(dag_run, shop):
     assert dag_run.state == DagRunState.SUCCESS
     stages = Layout(str(shop)).reports(RUN_DATE) + "/stages"
     assert all((shop / "reports" / f"dt={RUN_DATE}" / "stages" / f"{s}.json").exists() for s in STAGES), stages
+    # the DAG's report task: the run summary and the night's page, as recs run writes them
+    summary = json.loads((shop / "reports" / f"dt={RUN_DATE}" / "run_summary.json").read_text())
+    assert summary["status"] == "published" and set(summary["stage_status"].values()) == {"ok"}
+    assert (shop / "reports" / f"dt={RUN_DATE}" / "index.html").read_text().startswith("<!doctype html>")
 
 
 def test_every_active_person_has_a_full_valid_list(dag_run, shop):

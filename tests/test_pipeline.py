@@ -55,3 +55,88 @@ def test_night_config_keeps_pinned_keys_and_falls_back_to_the_history(tmp_path):
     assert (night.als.alpha, night.als.factors) == (2.0, 32)
     assert night_config(cfg.with_settings({}).replace(
         tuning=cfg.tuning.__class__(**{**cfg.tuning.__dict__, "enabled": False})), RUN_DATE).als.factors == 64
+
+
+# ------------------------------------------------------------------- the night's records, summary and page
+
+def _fake_stages(monkeypatch, fail: dict[str, Exception] | None = None):
+    """Every stage replaced by a stand-in that returns a small summary, or raises the given error."""
+    import importlib
+
+    from jobs.stages import STAGES
+
+    def stand_in(name):
+        def run(spark, cfg, run_date):
+            if fail and name in fail:
+                raise fail[name]
+            return {"seconds": 0.0, "fallback": None} if name == "gate" else {"seconds": 0.0}
+        return run
+
+    for name in STAGES:
+        monkeypatch.setattr(importlib.import_module(f"jobs.stages.{name}"), "run", stand_in(name))
+
+
+def _cfg(tmp_path):
+    return load_config(data_root=str(tmp_path / "data"), overrides=["tuning.enabled=false"])
+
+
+def test_run_all_writes_the_summary_and_the_page(tmp_path, monkeypatch):
+    from jobs.pipeline import run_all
+
+    _fake_stages(monkeypatch)
+    cfg = _cfg(tmp_path)
+    summary = run_all(cfg, RUN_DATE, spark=object())
+    reports = Layout(cfg.data_root).reports(RUN_DATE)
+    assert summary["status"] == "published" and set(summary["stage_status"].values()) == {"ok"}
+    assert json.loads(open(f"{reports}/run_summary.json").read())["status"] == "published"
+    assert summary["page"] == f"{reports}/index.html" and "Night 2026-03-10" in open(summary["page"]).read()
+    record = json.loads(open(f"{reports}/stages/validate.json").read())
+    assert record["status"] == "ok" and record["started_at"] <= record["finished_at"]
+
+
+def test_a_stage_that_raises_is_recorded_and_the_page_names_it(tmp_path, monkeypatch):
+    import pytest
+
+    from jobs.pipeline import run_all
+
+    _fake_stages(monkeypatch, fail={"train": ValueError("no interactions <at> all")})
+    cfg = _cfg(tmp_path)
+    with pytest.raises(ValueError, match="no interactions"):
+        run_all(cfg, RUN_DATE, spark=object())
+    reports = Layout(cfg.data_root).reports(RUN_DATE)
+    summary = json.loads(open(f"{reports}/run_summary.json").read())
+    assert (summary["status"], summary["failed_stage"], summary["error"]) == ("failed", "train", "no interactions <at> all")
+    assert "ValueError" in summary["traceback"]
+    assert summary["stage_status"]["tune"] == "ok" and summary["stage_status"]["gate"] == "not run"
+    record = json.loads(open(f"{reports}/stages/train.json").read())
+    assert (record["status"], record["error_type"]) == ("failed", "ValueError")
+    page = open(f"{reports}/index.html").read()
+    assert "Stage <b>train</b> failed (ValueError)" in page and "no interactions &lt;at&gt; all" in page
+
+
+def test_records_of_an_earlier_attempt_do_not_count_for_tonight(tmp_path, monkeypatch):
+    from jobs.pipeline import finish_night, run_all, stage_records
+
+    _fake_stages(monkeypatch)
+    cfg = _cfg(tmp_path)
+    run_all(cfg, RUN_DATE, spark=object())
+    run_stage("stitch", cfg, RUN_DATE, spark=object())  # stitch again, alone: what came after it is now stale
+    status = {n: r["status"] for n, r in stage_records(cfg, RUN_DATE).items()}
+    assert (status["validate"], status["stitch"], status["interactions"], status["publish"]) == \
+        ("ok", "ok", "not run", "not run")
+    summary = finish_night(cfg, RUN_DATE)
+    assert (summary["status"], summary["failed_stage"]) == ("incomplete", "interactions")
+
+
+def test_a_page_that_cannot_be_written_does_not_undo_the_night(tmp_path, monkeypatch):
+    import jobs.reports.night as night
+    from jobs.pipeline import run_all
+
+    _fake_stages(monkeypatch)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(night, "write_page", broken)
+    summary = run_all(_cfg(tmp_path), RUN_DATE, spark=object())
+    assert summary["status"] == "published" and summary["page"] is None and "disk full" in summary["page_error"]

@@ -78,4 +78,11 @@ def test_coverage_figures(spark, catalog):
     got = coverage_figures(_recs(spark, GOOD), catalog)
     assert got == {"lists": 4, "person_lists": 2, "segment_lists": 2, "rows": 11, "distinct_items": 4,
                    "catalog_items": 6, "available_items": 5, "catalog_coverage": pytest.approx(4 / 6),
-                   "available_coverage": pytest.approx(4 / 5), "top_item": "i3", "top_item_list_share": 1.0}
+                   "available_coverage": pytest.approx(4 / 5), "top_item": "i3", "top_item_list_share": 1.0,
+                   # person rows on the 5 available items: i1 1, i2 2, i3 2, i4 0, i5 1 (6 rows); sorted 0 1 1 2 2
+                   # gini = (-4*0 - 2*1 + 0*1 + 2*2 + 4*2) / (5 * 6) = 1/3; the top item holds 2 of 6 rows,
+                   # the top 3 (50% of 5, rounded up) hold 5 of 6
+                   "exposure_gini": pytest.approx(1 / 3),
+                   "exposure_top_shares": [[0.01, pytest.approx(2 / 6)], [0.05, pytest.approx(2 / 6)],
+                                           [0.1, pytest.approx(2 / 6)], [0.2, pytest.approx(2 / 6)],
+                                           [0.5, pytest.approx(5 / 6)]]}

@@ -12,6 +12,8 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from jobs.progress import steps
+
 
 @dataclasses.dataclass(frozen=True)
 class Factors:
@@ -71,14 +73,20 @@ def to_csr(person_ids, item_ids, weights: np.ndarray):
 
 
 def train_als(user_items, *, factors: int, regularization: float, alpha: float, iterations: int,
-              threads: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fits ALS on a persons x items confidence matrix; returns (person_factors, item_factors) as float32."""
+              threads: int, seed: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Fits ALS on a persons x items confidence matrix; returns (person_factors, item_factors) as float32.
+    With `progress`, each iteration is a step of `jobs.progress` (the night's fit, not the tuning trials')."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit threads itself; BLAS threads would oversubscribe
     from implicit.cpu.als import AlternatingLeastSquares
 
     model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha,
                                     iterations=iterations, num_threads=threads, random_state=seed,
                                     calculate_training_loss=False)
-    model.fit(user_items, show_progress=False)
+    if not progress:
+        model.fit(user_items, show_progress=False)
+    else:
+        with steps(f"train ALS {user_items.shape[0]:,} x {user_items.shape[1]:,}", total=iterations,
+                   unit="iterations") as done:
+            model.fit(user_items, show_progress=False, callback=lambda iteration, seconds, loss: done.advance())
     return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
             np.ascontiguousarray(model.item_factors, dtype=np.float32))

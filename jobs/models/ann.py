@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jobs.progress import steps
+
 
 def build_searcher(item_vectors: np.ndarray, *, k: int, brute_force_below: int):
     """ScaNN maximum-inner-product searcher: exact below `brute_force_below` items, AH + reorder above."""
@@ -42,19 +44,21 @@ def top_n(person_vectors: np.ndarray, item_vectors: np.ndarray, *, bought_rows: 
     k_max = int(min(n_items, n + slack.max()))
     searcher = build_searcher(item_vectors, k=k_max, brute_force_below=brute_force_below)
     out_p, out_i, out_s = [], [], []
-    for s in np.unique(slack):
-        rows = np.flatnonzero(slack == s)
-        k = int(min(n_items, n + s))
-        for start in range(0, len(rows), 8192):
-            batch = rows[start:start + 8192]
-            idx, scores = searcher.search_batched(person_vectors[batch], final_num_neighbors=k)
-            idx = idx.astype(np.int64)  # ScaNN returns uint32
-            p = np.repeat(batch, k).reshape(len(batch), k)
-            keep = ~np.isin(p * n_items + idx, bought_codes)
-            keep &= np.cumsum(keep, axis=1) <= n
-            out_p.append(p[keep])
-            out_i.append(idx[keep])
-            out_s.append(scores[keep].astype(np.float32))
+    with steps(f"top {n} of {n_items:,} items", total=n_persons, unit="persons") as done:
+        for s in np.unique(slack):
+            rows = np.flatnonzero(slack == s)
+            k = int(min(n_items, n + s))
+            for start in range(0, len(rows), 8192):
+                batch = rows[start:start + 8192]
+                idx, scores = searcher.search_batched(person_vectors[batch], final_num_neighbors=k)
+                idx = idx.astype(np.int64)  # ScaNN returns uint32
+                p = np.repeat(batch, k).reshape(len(batch), k)
+                keep = ~np.isin(p * n_items + idx, bought_codes)
+                keep &= np.cumsum(keep, axis=1) <= n
+                out_p.append(p[keep])
+                out_i.append(idx[keep])
+                out_s.append(scores[keep].astype(np.float32))
+                done.advance(len(batch))
     p, i, s = np.concatenate(out_p), np.concatenate(out_i), np.concatenate(out_s)
     order = np.lexsort((-s, p))
     return p[order], i[order], s[order]

@@ -68,10 +68,11 @@ class MFModel:
     items: Factors
 
     @classmethod
-    def fit(cls, matrix: InteractionMatrix, settings: AlsSettings, *, seed: int) -> "MFModel":
+    def fit(cls, matrix: InteractionMatrix, settings: AlsSettings, *, seed: int, progress: bool = False) -> "MFModel":
         person_vecs, item_vecs = train_als(matrix.matrix, factors=settings.factors,
                                            regularization=settings.regularization, alpha=settings.alpha,
-                                           iterations=settings.iterations, threads=settings.threads, seed=seed)
+                                           iterations=settings.iterations, threads=settings.threads, seed=seed,
+                                           progress=progress)
         return cls(Factors(matrix.person_ids, person_vecs), Factors(matrix.item_ids, item_vecs))
 
     def tables(self) -> dict[str, pa.Table]:

@@ -9,7 +9,6 @@ caller decides what a score means (`jobs.evaluation.tuning` scores on a night's 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import time
 from typing import Callable
@@ -17,7 +16,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-log = logging.getLogger(__name__)
+from jobs.progress import steps
 
 METHODS = ("tpe", "random")
 
@@ -169,34 +168,34 @@ def search(score: Callable[[dict], dict], *, space: Space, current: dict, budget
     cheapest = _cost({k: min(d.values) for k, d in space.items() if isinstance(d, Choice)})
     misses = 0  # proposals not run (repeats, over budget): a bound, as a small space can be exhausted
     best_at = 0  # index of the best trial so far
-    while (max_trials is None or len(trials) < max_trials) and misses <= 50:
-        if patience and trials and len(trials) - 1 - best_at >= patience:
-            break
-        settings = proposer.ask()
-        key = tuple(sorted(settings.items()))
-        if key in seen:
-            proposer.tell(seen[key][metric])
-            misses += 1
-            continue
-        left = budget_seconds - (time.perf_counter() - started)
-        rate = biggest[0] / biggest[1]
-        if len(trials) >= max(min_trials, 1) and rate * _cost(settings) > left:
-            proposer.tell(None)
-            if rate * cheapest > left:
-                break  # not even the cheapest setting fits any more
-            misses += 1
-            continue  # this one would overrun; a cheaper one may fit
-        figures = score(settings)
-        proposer.tell(figures[metric])
-        seen[key] = figures
-        trial = {"trial": len(trials), "settings": settings, **figures}
-        trials.append(trial)
-        if trial[metric] > trials[best_at][metric]:
-            best_at = trial["trial"]
-        if _cost(settings) >= biggest[1]:
-            biggest = (figures["seconds"], _cost(settings))
-        log.info("tune trial %d: %s %s %.4f (%.2f s)", trial["trial"], settings, metric, trial[metric],
-                 trial["seconds"])
+    with steps(f"tune: trials within {budget_seconds:.0f} s", total=max_trials, unit="trials") as done:
+        while (max_trials is None or len(trials) < max_trials) and misses <= 50:
+            if patience and trials and len(trials) - 1 - best_at >= patience:
+                break
+            settings = proposer.ask()
+            key = tuple(sorted(settings.items()))
+            if key in seen:
+                proposer.tell(seen[key][metric])
+                misses += 1
+                continue
+            left = budget_seconds - (time.perf_counter() - started)
+            rate = biggest[0] / biggest[1]
+            if len(trials) >= max(min_trials, 1) and rate * _cost(settings) > left:
+                proposer.tell(None)
+                if rate * cheapest > left:
+                    break  # not even the cheapest setting fits any more
+                misses += 1
+                continue  # this one would overrun; a cheaper one may fit
+            figures = score(settings)
+            proposer.tell(figures[metric])
+            seen[key] = figures
+            trial = {"trial": len(trials), "settings": settings, **figures}
+            trials.append(trial)
+            if trial[metric] > trials[best_at][metric]:
+                best_at = trial["trial"]
+            if _cost(settings) >= biggest[1]:
+                biggest = (figures["seconds"], _cost(settings))
+            done.advance(note=f"#{trial['trial']} {metric} {trial[metric]:.4f} ({trial['seconds']:.2f} s) {settings}")
     return trials
 
 

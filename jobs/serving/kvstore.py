@@ -31,6 +31,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+from jobs.progress import steps
 from jobs.storage import io
 from jobs.segments import lookup_keys
 
@@ -130,13 +131,16 @@ def _sha256(path: Path) -> str:
 
 def _insert(con, sql: str, rows, batch: int = 20_000) -> None:
     buf = []
-    for r in rows:
-        buf.append(tuple(r))
-        if len(buf) >= batch:
+    with steps(f"export: {sql.split(' INTO ')[1].split()[0]}", unit="rows") as done:  # the table; rows: unknown
+        for r in rows:
+            buf.append(tuple(r))
+            if len(buf) >= batch:
+                con.executemany(sql, buf)
+                done.advance(len(buf))
+                buf.clear()
+        if buf:
             con.executemany(sql, buf)
-            buf.clear()
-    if buf:
-        con.executemany(sql, buf)
+            done.advance(len(buf))
 
 
 def current(kv_root: str) -> dict | None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import resource
-import sys
 import time
 
 import numpy as np
 
+from jobs.progress import track
 from jobs.shop.arrays import rng_for
 from jobs.shop.catalog import Market, build_catalog, catalog_snapshot, item_id_width
 from jobs.shop.day import DayResult, World, merge_returns, simulate_day, start_us
@@ -37,7 +37,7 @@ _MARKET_DAY, _SESSIONS_DAY, _DEFECTS_DAY = 10, 11, 12
 
 
 def generate_shop(data_root: str, *, start: str, days: int, users: int, items: int, seed: int = 1,
-                  defect_rate: float = 0.0, progress: bool = False, gaps: tuple[str, ...] = ()) -> dict:
+                  defect_rate: float = 0.0, gaps: tuple[str, ...] = ()) -> dict:
     """Writes a synthetic shop's raw inputs and ground truth under `data_root`, one day at a time.
 
     Parameters
@@ -50,7 +50,6 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
     items : number of catalog items over the whole period, >= 30.
     seed : the same arguments give byte-identical files.
     defect_rate : bad rows added per good event each day (0 to 0.5), spread over `DEFECT_KINDS`.
-    progress : print one line per day to stderr.
     gaps : readiness gaps to plant over the whole period (`jobs.shop.gaps.PLANTED_GAPS`), for `recs assess`.
 
     Returns
@@ -78,7 +77,8 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
     returns_later: dict[int, list[dict]] = {}
     summary = {"start": start_day.isoformat(), "days": days, "users": users, "items": items, "seed": seed,
                "defect_rate": defect_rate, "gaps": list(gaps), **_zero_counts()}
-    for d in range(days):
+    for d in track(range(days), "generate-shop", unit="days",
+                   note=lambda d: (start_day + dt.timedelta(days=d)).isoformat()):
         day = start_day + dt.timedelta(days=d)
         ds = day.isoformat()
         market.step(rng_for(seed, _MARKET_DAY, d), world.catalog, d)
@@ -93,10 +93,6 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
         seen_devices |= res.seen_devices
         seen_accounts |= res.seen_accounts
         _count_day(summary, ds, d, res, events, defects, snapshot.num_rows)
-        if progress:
-            print(f"generate-shop {ds}: {events.num_rows} events ({defects.num_rows} bad), "
-                  f"{snapshot.num_rows} items, {res.profiles.num_rows} profiles, "
-                  f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
 
     write_truth(layout, world.people, ident, seen_devices, seen_accounts)
     summary.update(persons=users, registered=int(world.people.registered.sum()), accounts=len(ident.account_ids),

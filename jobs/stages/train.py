@@ -33,7 +33,7 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     matrix.matrix.eliminate_zeros()  # a pair all of whose events decayed to nothing under this half-life
     del table
     fit_started = time.time()
-    model = MFModel.fit(matrix, cfg.als, seed=cfg.seed)
+    model = MFModel.fit(matrix, cfg.als, seed=cfg.seed, progress=True)
     fit_seconds = time.time() - fit_started
     version = model_version(run_date, cfg.fingerprint())
     meta = {"model_version": version, "run_date": run_date, "als": dataclasses.asdict(cfg.als), "seed": cfg.seed,

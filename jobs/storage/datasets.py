@@ -34,7 +34,7 @@ from typing import Callable
 import pyarrow as pa
 
 from jobs.storage import io
-from jobs.storage.layout import Layout, window
+from jobs.storage.layout import VALIDATED_MARKER, Layout, window
 
 PUBLISHED_MARKER = "PUBLISHED"
 MODEL_META = "model.json"
@@ -245,6 +245,11 @@ class Datasets:
                                     f"under {self.layout.validated('events')}")
         df = io.read_spark_parquet(spark, [self.validated_events.path(d) for d in days], "events")
         return df.select(*columns) if columns else df
+
+    def validated_marker(self, ds: str) -> dict | None:
+        """The validate stage's marker of day `ds` (fingerprint, and `metrics` per dataset: rows, quarantine
+        reasons, volume per device and event type), or None when the day is not validated."""
+        return io.read_json(posixpath.join(self.layout.validated("events", ds), VALIDATED_MARKER))
 
     def read_report(self, ds: str, name: str) -> dict | None:
         return io.read_json(f"{self.layout.reports(ds)}/{name}")
