@@ -96,7 +96,7 @@ def timed_search(searcher, plan, queries: np.ndarray, k: int, batch: int = 16384
 def one_size(n_items: int, persons: np.ndarray, args, index_settings) -> dict:
     from jobs.models.ann import IndexPlan, build_searcher, index_plan, recall_at_k
 
-    _, items = synthetic_factors(0, n_items, seed=args.seed + n_items)
+    _, items = synthetic_factors(0, n_items, seed=args.seed)  # same topics and map as the persons
     rng = np.random.default_rng(args.seed)
     big = n_items >= 1_000_000
     sample = np.sort(rng.choice(len(persons), size=min(args.sample, len(persons)), replace=False))

@@ -121,10 +121,10 @@ def test_index_plan_follows_the_table_and_the_overrides():
     assert index_plan(20_000, INDEX).method == "exact"
     assert index_plan(150_000, INDEX).method == "exact"
     big = index_plan(1_000_000, INDEX)
-    assert (big.method, big.leaves, big.leaves_to_search, big.soar_lambda, big.reorder) == ("tree", 1000, 150, 1.5, 1500)
+    assert (big.method, big.leaves, big.leaves_to_search, big.soar_lambda, big.reorder) == ("tree", 1000, 200, 1.5, 2000)
     assert big.training_sample_size == 250_000
     forced = index_plan(20_000, dataclasses.replace(INDEX, method="tree", leaves=50, reorder=300))
-    assert (forced.method, forced.leaves, forced.leaves_to_search, forced.reorder) == ("tree", 50, 8, 300)
+    assert (forced.method, forced.leaves, forced.leaves_to_search, forced.reorder) == ("tree", 50, 10, 300)
     assert index_plan(20_000, dataclasses.replace(INDEX, method="ah")).reorder == 800
     with pytest.raises(ValueError, match="candidates.index.method"):
         index_plan(20_000, dataclasses.replace(INDEX, method="hnsw"))
