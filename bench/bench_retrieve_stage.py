@@ -11,6 +11,7 @@ driver path, the index plan and its nightly recall check, and peak RSS (Python +
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 import sys
 import time
@@ -49,11 +50,11 @@ def main() -> None:
                      (shop.validated_catalog.path(ds), data.validated_catalog.path(ds))):
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("PUBLISHED", "index"))
     bought = shop.interactions.read_arrow(ds, ["person_id", "item_id", "purchased"]).filter(pc.field("purchased"))
-    when = pa.scalar(np.datetime64(f"{ds}T12:00:00"), pa.timestamp("us", tz="UTC"))
+    when = dt.datetime.fromisoformat(f"{ds}T12:00:00+00:00")
     schema = load("purchases").arrow()
     data.purchases.write_arrow(pa.table({
         "person_id": bought.column("person_id"), "item_id": bought.column("item_id"),
-        "last_purchase_time": pa.array([when.as_py()] * bought.num_rows, schema.field("last_purchase_time").type),
+        "last_purchase_time": pa.array([when] * bought.num_rows, schema.field("last_purchase_time").type),
         "returned": pa.array(np.zeros(bought.num_rows, bool))}, schema=schema), ds)
 
     with PeakRSS() as rss:
