@@ -71,7 +71,7 @@ def test_every_active_person_has_a_full_valid_list(dag_run, shop):
     available = set(catalog[catalog.is_available].item_id)
     # under the default filters every pair of `purchases` is excluded: bought within the lookback, or returned
     bought = table(layout.partition("purchases", RUN_DATE))
-    assert bought.returned.any() and bought.last_purchase_time.notna().any()
+    assert bought.last_purchase_time.notna().any()  # (this small shop has no returns; tests/test_retrieve has them)
     lists = recs[recs.subject_type == "person"]
     assert set(lists.subject_id) == persons
     per = lists.groupby("subject_id").agg(n=("item_id", "size"), distinct=("item_id", "nunique"),
