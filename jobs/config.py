@@ -99,9 +99,32 @@ class AlsConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    """How the nightly item index searches (`jobs.models.ann.index_plan`): `method` auto picks from the table
+    in ann.py by catalog size; 0 in a number means "from the table"."""
+    method: str
+    exact_below: int
+    leaves: int
+    leaves_to_search: int
+    soar_lambda: float
+    anisotropic_threshold: float
+    reorder: int
+    training_sample_size: int
+
+
+@dataclass(frozen=True)
 class CandidatesConfig:
     n: int
-    scann_brute_force_below: int
+    index: IndexConfig
+    batch_persons: int
+    recall_sample_persons: int
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """What never reaches a person's list (`jobs.exclusions`)."""
+    bought_lookback_days: int
+    exclude_returned: bool
 
 
 @dataclass(frozen=True)
@@ -242,6 +265,7 @@ class RecsConfig:
     identity: IdentityConfig
     als: AlsConfig
     candidates: CandidatesConfig
+    filters: FiltersConfig
     rank: RankConfig
     gate: GateConfig
     segments: SegmentsConfig
@@ -310,6 +334,7 @@ _CHOICES.update({("quality", k): ("fail", "warn") for k in (
 _CHOICES[("quality", "naive_timestamps")] = ("utc", "reject")
 _CHOICES[("tuning", "method")] = ("tpe", "random")
 _CHOICES[("publish", "backfill")] = ("lists", "version", "promote")
+_CHOICES[("candidates", "index", "method")] = ("auto", "exact", "ah", "tree")
 
 
 def _yaml_key(f: dataclasses.Field) -> str:

@@ -46,7 +46,8 @@ def check_recommendations(recs: DataFrame, *, catalog: DataFrame, purchases: Dat
     catalog : DataFrame
         The run day's validated catalog (`item_id`, `is_available`).
     purchases : DataFrame
-        `(person_id, item_id)` pairs the person bought; none may be recommended back to them.
+        `(person_id, item_id)` pairs no list may hold: what the person bought within the lookback or returned (the
+        publish stage passes `jobs.exclusions.excluded_pairs`); none may be recommended back to them.
     top_n : int
         The list length: every person list has exactly `top_n` distinct items; a segment list at most.
 
@@ -121,7 +122,8 @@ def check_recommendations(recs: DataFrame, *, catalog: DataFrame, purchases: Dat
                                  cat["unavailable_example"]))
     if bought["n"]:
         failures.append(_failure("already_bought", bought["n"], 0, "==",
-                                 f"{bought['n']} recommended row(s) the person already bought", bought["example"]))
+                                 f"{bought['n']} recommended row(s) the person bought within the lookback or returned",
+                                 bought["example"]))
     return failures
 
 

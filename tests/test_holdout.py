@@ -20,7 +20,7 @@ def test_model_recs_skip_bought_and_unavailable_items(cfg):
     write_shop(cfg)
     holdout = holdout_of(cfg)
     als = dataclasses.replace(cfg.als, factors=8, regularization=0.05, alpha=10.0, iterations=10, threads=1)
-    recs = model_recs(holdout, als, seed=1, k=5, brute_force_below=1000)
+    recs = model_recs(holdout, als, seed=1, k=5, index_settings=cfg.candidates.index)
     assert recs.groupby("person_id").size().eq(5).all() and recs["person_id"].nunique() == 90
     assert UNAVAILABLE not in set(recs["item_id"])
     bought = set(zip(holdout.bought["person_id"], holdout.bought["item_id"]))

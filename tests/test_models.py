@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from jobs.models.als import Factors, to_csr, train_als
-from jobs.models.ann import top_n as retrieve
+from jobs.config import load_config
+from jobs.models.ann import index_plan, search_top_n, top_n
+
+INDEX = load_config().candidates.index  # the default table
+
+
+def retrieve(pv, iv, *, index_settings=INDEX, **kwargs):
+    return top_n(pv, iv, index_settings=index_settings, **kwargs)
 
 
 def checker_board(n_persons=40, n_items=40):
@@ -72,7 +79,10 @@ def test_retrieve_approximate_index_keeps_recall():
     pv = rng.normal(size=(200, 16)).astype(np.float32)
     iv = rng.normal(size=(3000, 16)).astype(np.float32)
     none = np.zeros(0, np.int64)
-    p, i, s = retrieve(pv, iv, bought_rows=none, bought_cols=none, n=10, brute_force_below=1000)
+    import dataclasses
+
+    p, i, s = retrieve(pv, iv, bought_rows=none, bought_cols=none, n=10,
+                       index_settings=dataclasses.replace(INDEX, exact_below=1000, leaves_to_search=15))
     exact = np.argsort(-(pv @ iv.T), axis=1)[:, :10]
     recall = np.mean([len(set(exact[r]) & set(i[p == r])) / 10 for r in range(200)])
     assert recall >= 0.9
@@ -103,3 +113,37 @@ def test_cold_items_borrow_vectors_from_their_category_and_brand():
     assert got["new1"] == (1.0, 0.0)           # same leaf + brand as a
     assert got["new2"] == (0.5, 0.5)           # only the top-level category W matches: mean of a, b
     assert "new3" not in got and "gone" not in got  # no neighbour; unavailable
+
+
+def test_index_plan_follows_the_table_and_the_overrides():
+    import dataclasses
+
+    assert index_plan(20_000, INDEX).method == "exact"
+    assert index_plan(150_000, INDEX).method == "exact"
+    big = index_plan(1_000_000, INDEX)
+    assert (big.method, big.leaves, big.leaves_to_search, big.soar_lambda, big.reorder) == ("tree", 1000, 200, 1.5, 2000)
+    assert big.training_sample_size == 250_000
+    forced = index_plan(20_000, dataclasses.replace(INDEX, method="tree", leaves=50, reorder=300))
+    assert (forced.method, forced.leaves, forced.leaves_to_search, forced.reorder) == ("tree", 50, 10, 300)
+    assert index_plan(20_000, dataclasses.replace(INDEX, method="ah")).reorder == 800
+    with pytest.raises(ValueError, match="candidates.index.method"):
+        index_plan(20_000, dataclasses.replace(INDEX, method="hnsw"))
+
+
+def test_search_top_n_counts_what_each_filter_removed_and_refills():
+    from jobs.models.ann import build_searcher
+
+    rng = np.random.default_rng(5)
+    pv = rng.normal(size=(50, 8)).astype(np.float32)
+    iv = rng.normal(size=(200, 8)).astype(np.float32)
+    best = np.argsort(-(pv @ iv.T), axis=1)
+    # person r: their best item excluded for reason 0, their 2nd and their 150th best for reason 1
+    rows = np.repeat(np.arange(50), 3)
+    cols = np.stack([best[:, 0], best[:, 1], best[:, 150]], axis=1).reshape(-1)
+    reasons = np.tile([0, 1, 1], 50)
+    plan = index_plan(200, INDEX)
+    searcher = build_searcher(iv, k=10, plan=plan)
+    p, i, s, dropped = search_top_n(searcher, plan, pv, n_items=200, excluded_rows=rows, excluded_cols=cols,
+                                    excluded_reasons=reasons, n=10, n_reasons=2)
+    assert dropped.tolist() == [50, 50]  # the 150th best was never going to be listed: not counted
+    assert np.array_equal(i.reshape(50, 10), best[:, 2:12])

@@ -175,17 +175,18 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
                    counts=counts, half_life_days=float(half_life_days), pair_weights=train_t.select(weight_columns))
 
 
-def model_recs(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int,
+def model_recs(holdout: Holdout, settings, *, seed: int, k: int, index_settings=None,
                half_life_days: float | None = None, exact: bool = False) -> pd.DataFrame:
     """ALS with `settings` on the holdout train (weighted with `half_life_days`, default the holdout's own),
-    then the night's retrieval (`exact`: numpy top-k, no index) for the evaluated persons:
+    then the night's retrieval (the index `index_settings` picks, `jobs.config.IndexConfig`; `exact`: numpy
+    top-k, no index) for the evaluated persons:
     person_id, item_id, score, rank (1..k); only available items, none bought before the cutoff."""
     matrix = holdout.matrix if half_life_days is None else holdout.matrix_for(half_life_days)
     model = MFModel.fit(matrix, settings, seed=seed)
     recs = model.recommend(holdout.persons, model.item_index(holdout.available_items),
                            exclude_persons=holdout.bought["person_id"].to_numpy(dtype=object),
                            exclude_items=holdout.bought["item_id"].to_numpy(dtype=object),
-                           n=k, brute_force_below=brute_force_below, exact=exact)
+                           n=k, index_settings=index_settings, exact=exact)
     return recs.select(["person_id", "item_id", "score", "rank"]).to_pandas()
 
 
@@ -223,12 +224,12 @@ def evaluate(holdout: Holdout, recs: pd.DataFrame, *, k: int, beyond_accuracy: b
                         catalog=holdout.available_items, item_categories=holdout.item_categories)
 
 
-def evaluate_settings(holdout: Holdout, settings, *, seed: int, k: int, brute_force_below: int,
+def evaluate_settings(holdout: Holdout, settings, *, seed: int, k: int, index_settings=None,
                       beyond_accuracy: bool = True, half_life_days: float | None = None, exact: bool = False) -> dict:
     """Fit with ALS `settings` (factors, regularization, alpha, iterations, threads) on the train weighted with
     `half_life_days` (default the holdout's) and score on the holdout."""
     started = time.perf_counter()
-    recs = model_recs(holdout, settings, seed=seed, k=k, brute_force_below=brute_force_below,
+    recs = model_recs(holdout, settings, seed=seed, k=k, index_settings=index_settings,
                       half_life_days=half_life_days, exact=exact)
     metrics = evaluate(holdout, recs, k=k, beyond_accuracy=beyond_accuracy)
     metrics["seconds"] = round(time.perf_counter() - started, 3)

@@ -67,7 +67,7 @@ def holdout_scorer(holdout: Holdout, cfg: RecsConfig, *, k: int) -> Callable[[di
     of the trial's half-life, exact top-k (no index build), accuracy figures only."""
     def score(settings: dict) -> dict:
         trial = cfg.with_settings(settings)
-        metrics = evaluate_settings(holdout, trial.als, seed=cfg.seed, k=k, brute_force_below=0,
+        metrics = evaluate_settings(holdout, trial.als, seed=cfg.seed, k=k,
                                     beyond_accuracy=False, half_life_days=trial.interactions.half_life_days,
                                     exact=True)
         return {m: metrics[m] for m in FIGURES}

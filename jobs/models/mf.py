@@ -3,10 +3,12 @@
     matrix = InteractionMatrix.from_pairs(person_ids, item_ids, weights)
     model = MFModel.fit(matrix, settings, seed=cfg.seed)          # implicit ALS
     index = model.item_index(available_ids, extra=cold_items)      # what may be recommended
-    recs = model.recommend(person_ids, index, exclude=bought, n=100, brute_force_below=50_000)
+    recs = model.recommend(person_ids, index, exclude_persons=..., exclude_items=..., n=100,
+                           index_settings=cfg.candidates.index)
 
 The train stage fits and saves; the gate and `recs tune` fit on the holdout and score `recommend`'s lists;
-the retrieve stage loads the saved model and recommends to everyone; the benchmarks call the same.
+the retrieve stage builds the night's index from the saved model and searches it inside Spark partitions
+(`jobs.models.ann.search_top_n`, the same search and filter as `recommend`).
 """
 from __future__ import annotations
 
@@ -97,14 +99,17 @@ class MFModel:
         return ItemIndex(ids[order], vectors[order].reshape(len(order), self.items.vectors.shape[1]), sources[order])
 
     def recommend(self, person_ids: np.ndarray, index: ItemIndex, *, exclude_persons=(), exclude_items=(), n: int,
-                  brute_force_below: int, exact: bool = False) -> pa.Table:
+                  index_settings=None, exact: bool = False) -> pa.Table:
         """Top-`n` items of `index` per person by inner product, never a (person, item) pair in `exclude_*`.
 
+        `index_settings` (`jobs.config.IndexConfig`) picks the ScaNN index as the nightly retrieval does;
         `exact` scores with numpy and builds no ScaNN index (tuning trials: a fresh model each time).
 
         Persons without factors are skipped. Returns an Arrow table person_id, item_id, score, source, rank
         (1 = best), grouped by person in the order of `person_ids` (Arrow: millions of rows stay cheap).
         """
+        if index_settings is None and not exact:
+            raise ValueError("recommend: pass index_settings (cfg.candidates.index) or exact=True")
         person_ids = np.asarray(person_ids, dtype=object)
         rows = pd.Index(self.persons.ids).get_indexer(person_ids)
         person_ids, rows = person_ids[rows >= 0], rows[rows >= 0]
@@ -113,7 +118,7 @@ class MFModel:
         known = (b_rows >= 0) & (b_cols >= 0)  # an excluded item that is not in the index needs no filter
         bought = {"bought_rows": b_rows[known].astype(np.int64), "bought_cols": b_cols[known].astype(np.int64), "n": n}
         p, i, s = (exact_top_n(self.persons.vectors[rows], index.vectors, **bought) if exact else
-                   top_n(self.persons.vectors[rows], index.vectors, brute_force_below=brute_force_below, **bought))
+                   top_n(self.persons.vectors[rows], index.vectors, index_settings=index_settings, **bought))
         starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]]) if len(p) else np.zeros(0, np.int64)
         rank = np.arange(len(p)) - np.repeat(starts, np.diff(np.r_[starts, len(p)])) + 1
         take_p, take_i = pa.array(p), pa.array(i)

@@ -190,18 +190,18 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
                            segment_dimensions=cfg.segments.dimensions, seed=cfg.seed,
                            half_life_days=cfg.interactions.half_life_days)
     n_eval = len(holdout.persons)
-    brute_force_below = cfg.candidates.scann_brute_force_below
+    index_settings = cfg.candidates.index  # the night's index rule, so the gate scores the night's retrieval
     previous = data.models.latest_published_before(run_date)
     metrics: dict[str, dict] = {}
     if n_eval > 0 and holdout.matrix.nnz > 0:
-        metrics[MODEL] = evaluate_settings(holdout, cfg.als, seed=cfg.seed, k=k, brute_force_below=brute_force_below)
+        metrics[MODEL] = evaluate_settings(holdout, cfg.als, seed=cfg.seed, k=k, index_settings=index_settings)
         for name, recs in baseline_recs(holdout, k=k, windows_days=gate.popularity_windows_days).items():
             metrics[name] = evaluate(holdout, recs, k=k)
         if previous is not None:
             previous_als = _previous_als(previous, cfg.als)
             metrics[PREVIOUS] = (metrics[MODEL] if previous_als == cfg.als else
                                  evaluate_settings(holdout, previous_als, seed=cfg.seed, k=k,
-                                                   brute_force_below=brute_force_below))
+                                                   index_settings=index_settings))
     baselines = {n: m for n, m in metrics.items() if n.startswith("popularity")}
     decision = decide(model=metrics.get(MODEL), baselines=baselines, previous=metrics.get(PREVIOUS), gate=gate,
                       k=k, evaluated_persons=n_eval if MODEL in metrics else 0)

@@ -3,8 +3,9 @@
 Each item event contributes `event_weights[event_type] * 0.5 ** (age_days / half_life_days)`, where age is
 counted from the end of the run's day. Weights are summed per (person, item); pairs whose sum is not
 positive are dropped (a viewed-then-removed item, a purchase that was returned). `purchased` is true when
-the person's purchases of the item outnumber their returns in the window: that is what "already bought"
-means for retrieval and for the output checks.
+the person's purchases of the item outnumber their returns in the window (the gate's holdout uses it). What
+lists leave out (bought within `filters.bought_lookback_days`, returned) comes from the `purchases` dataset this
+stage also writes (`jobs.exclusions`): `purchased` alone would let an item bought and returned come back.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.decay import HALF_LIFE_GRID_DAYS
+from jobs.exclusions import purchase_history
 from jobs.evaluation.splits import holdout_test_start
 from jobs.identity import attribute_events, load_state_nodes
 from jobs.storage.datasets import Datasets
@@ -144,6 +146,8 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     out = data.interactions.write_spark(interactions.repartition(cfg.spark.shuffle_partitions, "person_id"),
                                         run_date)
     data.persons.write_spark(active_persons(attributed).coalesce(1), run_date)
+    data.purchases.write_spark(purchase_history(attributed, run_date=run_date)
+                               .repartition(cfg.spark.shuffle_partitions, "person_id"), run_date)
     holdout_days = None
     if cfg.gate.enabled:
         gate = cfg.gate

@@ -22,9 +22,9 @@ import logging
 import time
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
+from jobs.exclusions import excluded_pairs
 from jobs.serving import kvstore
 from jobs.storage import io
 from jobs.storage.datasets import Datasets
@@ -51,8 +51,9 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     if data.staged_lists.exists(run_date):
         staged = data.staged_lists.read_spark(spark, run_date)
         catalog = data.validated_catalog.read_spark(spark, run_date)
-        purchases = (data.interactions.read_spark(spark, run_date)
-                     .where(F.col("purchased")).select("person_id", "item_id"))
+        purchases = excluded_pairs(data.purchases.read_spark(spark, run_date), run_date=run_date,
+                                   bought_lookback_days=cfg.filters.bought_lookback_days,
+                                   exclude_returned=cfg.filters.exclude_returned).select("person_id", "item_id")
         failures = check_recommendations(staged, catalog=catalog, purchases=purchases, top_n=cfg.top_n)
         if failures:
             raise QualityGateError(failures)

@@ -3,7 +3,8 @@
 Segment lists rank the window's most engaged-with available items per segment (`global`, `country=DE`,
 `device_type=ios`, `country=DE/device_type=ios`, ...); a segment needs `segments.min_events` events.
 A person's candidates are their MF candidates plus their segment's popular items (so a person with a thin
-history or no embedding still gets a full list). Each candidate is scored
+history or no embedding still gets a full list); pairs `jobs.exclusions` rules out (returned, bought within the
+lookback) are dropped from both. Each candidate is scored
 
     relevance_weight * mf_relevance + popularity_weight * popularity + margin_weight * margin_rate
 
@@ -19,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
+from jobs.exclusions import excluded_pairs
 from jobs.segments import GLOBAL, key_column, segment_keys
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
@@ -145,12 +147,12 @@ def assign_variant(subject_id, *, experiment_id: str, variants: tuple[str, ...])
 FALLBACK_EXTRA_MAX = 100  # how far past top_n popular lists reach on a fallback night, for heavy buyers
 
 
-def _fill_length(interactions: DataFrame, top_n: int, fallback: bool) -> int:
+def _fill_length(excluded: DataFrame, top_n: int, fallback: bool) -> int:
     """How many popular items each segment list holds. With the model, 2 x top_n (its candidates fill the
-    rest); on a fallback night popular items are all there is, so also as many as anyone bought (capped)."""
+    rest); on a fallback night popular items are all there is, so also as many as anyone has excluded (capped)."""
     if not fallback:
         return 2 * top_n
-    most_bought = (interactions.where(F.col("purchased")).groupBy("person_id").count()
+    most_bought = (excluded.groupBy("person_id").count()
                    .agg(F.max("count")).first()[0]) or 0
     return max(2 * top_n, top_n + min(int(most_bought), FALLBACK_EXTRA_MAX))
 
@@ -162,6 +164,9 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     catalog = data.validated_catalog.read_spark(spark, run_date)
     available = catalog.where(F.col("is_available")).select("item_id")
     interactions = data.interactions.read_spark(spark, run_date)
+    bought = excluded_pairs(data.purchases.read_spark(spark, run_date), run_date=run_date,
+                            bought_lookback_days=cfg.filters.bought_lookback_days,
+                            exclude_returned=cfg.filters.exclude_returned).select("person_id", "item_id")
     dims = tuple(cfg.segments.dimensions)
     window_days = (fallback or {}).get("window_days") or cfg.window_days
     events = data.window_events(spark, run_date, min(window_days, cfg.window_days),
@@ -170,7 +175,7 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
                                        min_events=cfg.segments.min_events,
-                                       length=_fill_length(interactions, cfg.top_n, fallback is not None),
+                                       length=_fill_length(bought, cfg.top_n, fallback is not None),
                                        max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
     segment_items = data.segment_lists.read_spark(spark, run_date).cache()
@@ -178,7 +183,6 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     if fallback and not fallback["per_segment"]:  # the global baseline: everyone gets the `global` list
         persons = persons.select("person_id", *[F.lit(None).cast("string").alias(d) for d in dims])
     candidates = data.candidates.read_spark(spark, run_date)
-    bought = interactions.where(F.col("purchased")).select("person_id", "item_id")
     r = cfg.rank
     person_lists = rank_person_lists(
         candidates, persons, segment_items, bought, item_features(catalog, interactions), dimensions=dims,

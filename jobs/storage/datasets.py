@@ -13,10 +13,12 @@ dataset, the date and the path.
 | identity map         | stitch       | publish                         | identity                |
 | interactions         | interactions | train, retrieve, rank, publish  | interactions            |
 | persons              | interactions | rank, gate                      | persons                 |
+| purchases            | interactions | retrieve, rank, publish (`jobs.exclusions`) | purchases   |
 | flagged ids          | interactions | rank                            | flagged_ids             |
 | holdout train / test | interactions | gate, tune, `recs tune`         | interactions / pairs    |
 | holdout info         | interactions | gate, tune, `recs tune`         | holdout_info (JSON)     |
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
+| item index (model/index) | retrieve | retrieve's executors            | ScaNN files + index.json |
 | candidates           | retrieve     | rank                            | candidates              |
 | segment lists        | rank         | (reports)                       | segments                |
 | staged lists         | rank         | publish                         | recommendations         |
@@ -38,6 +40,7 @@ from jobs.storage.layout import VALIDATED_MARKER, Layout, window
 
 PUBLISHED_MARKER = "PUBLISHED"
 MODEL_META = "model.json"
+INDEX_DIR = "index"
 EVALUATION_FILE = "evaluation.json"
 
 
@@ -185,6 +188,21 @@ class ModelStore:
             raise FileNotFoundError(f"no model for {ds} at {self.path(ds)}: run the train stage for that date first")
         return meta
 
+    def factors_path(self, ds: str, name: str) -> str:
+        """One factor table's Parquet file (`persons` or `items`), for readers that stream it (Spark)."""
+        return f"{self.path(ds)}/{name}.parquet"
+
+    def index_path(self, ds: str) -> str:
+        """The night's saved item index (`jobs.models.ann.save_index`), beside the factors it was built from."""
+        return f"{self.path(ds)}/{INDEX_DIR}"
+
+    def write_index(self, ds: str, local_dir: str) -> str:
+        """Moves an index built in `local_dir` beside D's model, replacing any earlier one whole. A retrain
+        (`write`) replaces the model folder and so drops a stale index with it."""
+        if not io.exists(f"{self.path(ds)}/{MODEL_META}"):
+            raise FileNotFoundError(f"no model for {ds} at {self.path(ds)}: the index goes beside a trained model")
+        return io.put_local_dir(local_dir, self.index_path(ds))
+
     def write_evaluation(self, ds: str, evaluation: dict) -> None:
         io.write_json(f"{self.path(ds)}/{EVALUATION_FILE}", evaluation)
 
@@ -222,6 +240,7 @@ class Datasets:
         self.identity_map = declare("identity map", Layout.identity, "identity")
         self.interactions = declare("interactions", Layout.interactions, "interactions")
         self.persons = declare("persons", Layout.persons, "persons")
+        self.purchases = declare("purchases", lambda lay, ds: lay.partition("purchases", ds), "purchases")
         self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.partition("flagged_ids", ds), "flagged_ids")
         self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
         self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")

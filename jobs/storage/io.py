@@ -220,6 +220,24 @@ def put_local_dir(local_dir: str, final: str) -> str:
     return final
 
 
+def local_dir(path: str, cache_root: str | None = None) -> str:
+    """`path` as a folder on this machine: itself on a local file system, else a copy under `cache_root` (or
+    the temp dir), downloaded once per path. For libraries that only open local files (ScaNN's loader)."""
+    import hashlib
+    import os
+    import tempfile
+
+    fs, p = fs_for(path)
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        return p
+    target = os.path.join(cache_root or tempfile.gettempdir(), "recs-" + hashlib.sha1(path.encode()).hexdigest()[:16])
+    if not os.path.exists(target):
+        partial = f"{target}.{uuid.uuid4().hex[:8]}"
+        fs.get(p.rstrip("/") + "/", partial, recursive=True)
+        os.replace(partial, target)
+    return target
+
+
 def write_text(path: str, text: str) -> None:
     """Atomic small-file write: a reader sees the old file or the new one, never half of it."""
     fs, p = fs_for(path)
