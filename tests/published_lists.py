@@ -1,5 +1,5 @@
 """Small hand-made nights for the publish tests (not a test module): one date's staged lists and what the
-publish stage reads beside them (catalog, interactions, identity map, model.json), written with pyarrow as the
+publish stage reads beside them (catalog, interactions, purchases, identity map, model.json), written with pyarrow as the
 earlier stages would. Each night's lists name their date, so a test can tell which night a reader sees."""
 import datetime as dt
 
@@ -46,6 +46,9 @@ def stage_night(cfg, run_date: str, attempt: int = 0) -> None:
     data.interactions.write_arrow(pa.Table.from_pylist(
         [{"person_id": "p1", "item_id": "i9", "weight": 1.0, "weights": [1.0], "purchased": True,
           "last_time": bought_at}], schema=load("interactions").arrow()), run_date)
+    data.purchases.write_arrow(pa.Table.from_pylist(
+        [{"person_id": "p1", "item_id": "i9", "last_purchase_time": bought_at, "returned": False}],
+        schema=load("purchases").arrow()), run_date)
     data.identity_map.write_arrow(pa.Table.from_pylist(
         [dict(zip(("id_type", "id", "person_id"), r)) for r in IDS], schema=load("identity").arrow()), run_date)
     io.write_json(f"{data.models.path(run_date)}/model.json",
