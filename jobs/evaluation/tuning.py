@@ -97,13 +97,13 @@ def adoption(trials: list[dict], *, min_relative_gain: float) -> dict:
 
 
 def search_holdout(cfg: RecsConfig, holdout: Holdout, *, space: Space, current: dict, budget_seconds: float,
-                   tuning: TuningConfig, seed: int, mode: str) -> list[dict]:
-    """The trials of one search on `holdout` (trial 0 = `current`), by `tuning.method` within the budget; a
-    wide or full search runs at least `tuning.min_trials_wide` trials."""
+                   tuning: TuningConfig, seed: int, min_trials: int = 0) -> list[dict]:
+    """The trials of one search on `holdout` (trial 0 = `current`), by `tuning.method` within the budget, after
+    the first `min_trials`."""
     return search(holdout_scorer(holdout, cfg, k=cfg.gate.k), space=space, current=current,
                   budget_seconds=budget_seconds, seed=seed, method=tuning.method,
                   max_trials=tuning.max_trials or None, patience=tuning.patience_trials or None,
-                  min_trials=tuning.min_trials_wide if mode in (WIDE, FULL) else 0)
+                  min_trials=min_trials)
 
 
 def tune(cfg: RecsConfig, run_date: str, *, budget_seconds: float, out_file: str, seed: int,
@@ -132,7 +132,7 @@ def tune(cfg: RecsConfig, run_date: str, *, budget_seconds: float, out_file: str
     tuning = cfg.tuning if max_trials is None else cfg.tuning.__class__(
         **{**cfg.tuning.__dict__, "max_trials": max_trials})
     trials = search_holdout(cfg, holdout, space=space, current={k: current[k] for k in space},
-                            budget_seconds=budget_seconds, tuning=tuning, seed=seed, mode=mode)
+                            budget_seconds=budget_seconds, tuning=tuning, seed=seed)
     best = best_trial(trials)
     seconds = time.perf_counter() - started
     k = cfg.gate.k

@@ -85,7 +85,8 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     budget = cfg.tuning.budget_seconds_warm if mode not in (WIDE, FULL) else cfg.tuning.budget_seconds_wide
     search_started = time.time()
     trials = search_holdout(night, holdout, space=space, current={k: current[k] for k in space},
-                            budget_seconds=budget, tuning=cfg.tuning, seed=cfg.seed + len(history), mode=mode)
+                            budget_seconds=budget, tuning=cfg.tuning, seed=cfg.seed + len(history),
+                            min_trials=cfg.tuning.min_trials_wide if mode in (WIDE, FULL) else 0)
     search_seconds = time.time() - search_started
     chosen = adoption(trials, min_relative_gain=cfg.tuning.min_relative_gain)
     settings = {**current, **chosen["settings"]}
