@@ -205,6 +205,7 @@ class RecsConfig:
         d.pop("spark")
         d.pop("privacy")  # retention does not shape tonight's lists
         d.pop("pinned")  # who set a value does not shape the lists; the value does
+        d.pop("export")  # where the lists go does not shape them, and export.redis_url may carry a password
         return d
 
     def fingerprint(self) -> str:

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from jobs.config import ConfigError, load_config
@@ -44,3 +46,10 @@ def test_fingerprint_tracks_settings_not_location():
     a = load_config(data_root="/a")
     assert a.fingerprint() == load_config(data_root="/b").fingerprint()
     assert a.fingerprint() != load_config(overrides=["top_n=5"]).fingerprint()
+
+
+def test_the_redis_url_is_neither_stored_with_a_model_nor_fingerprinted():
+    plain = load_config()
+    with_secret = load_config(overrides=["export.redis_url=redis://:s3cret@cache:6379/0"])
+    assert with_secret.fingerprint() == plain.fingerprint()  # rotating a password keeps model_version
+    assert "s3cret" not in json.dumps(with_secret.settings(), default=list)

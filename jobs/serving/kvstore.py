@@ -108,6 +108,25 @@ def _prune(root: Path, *, keep: int) -> None:
             old.rmdir()
 
 
+def subject_keys(meta: dict, person_id: str | None, *, country: str | None = None,
+                 device_type: str | None = None) -> list[str]:
+    """The list keys to try for one lookup, in order: the person's, then the matching segments, `global` last."""
+    dims = tuple(meta.get("segment_dimensions", ["country", "device_type"]))
+    keys = [f"segment:{key}" for key in lookup_keys(dims, {"country": country, "device_type": device_type})]
+    return [f"person:{person_id}", *keys] if person_id is not None else keys
+
+
+def answer(version: str | None, id_: str, person_id: str | None, subject_key: str | None, items: list | None,
+           k: int | None) -> dict:
+    """The lookup answer (`recs lookup --json`, `recs serve`) from the first non-empty list of `subject_keys`."""
+    if not items:
+        raise LookupError(f"version {version} has no global segment list: the export is broken")
+    source = "person" if subject_key.startswith("person:") else subject_key
+    items = items[:k] if k else items
+    return {"id": id_, "person_id": person_id, "source": source, "version": version,
+            "items": [{"item_id": i, "score": float(s)} for i, s in items]}
+
+
 class Lookup(abc.ABC):
     """The storefront's lookup over any store that can answer `person_of(id)` and `list_items(subject_key)`."""
 
@@ -122,25 +141,20 @@ class Lookup(abc.ABC):
     def list_items(self, subject_key: str) -> list | None:
         """`[[item_id, score], ...]` of `person:<id>` or `segment:<key>`, or None."""
 
+    def first_list(self, keys: list[str]) -> tuple[str | None, list | None]:
+        """The first of `keys` that has a non-empty list, with that list (a store may do this in one call)."""
+        for key in keys:
+            items = self.list_items(key)
+            if items:
+                return key, items
+        return None, None
+
     def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
                k: int | None = None) -> dict:
         """The person's list, else the most specific matching segment list, else `global`; never empty."""
         person_id = self.person_of(id_)
-        items, source = None, None
-        if person_id is not None:
-            items, source = self.list_items(f"person:{person_id}"), "person"
-        if not items:
-            dims = tuple(self.meta.get("segment_dimensions", ["country", "device_type"]))
-            for key in lookup_keys(dims, {"country": country, "device_type": device_type}):
-                items = self.list_items(f"segment:{key}")
-                if items:
-                    source = f"segment:{key}"
-                    break
-        if not items:
-            raise LookupError(f"version {self.version} has no global segment list: the export is broken")
-        items = items[:k] if k else items
-        return {"id": id_, "person_id": person_id, "source": source,
-                "items": [{"item_id": i, "score": float(s)} for i, s in items]}
+        key, items = self.first_list(subject_keys(self.meta, person_id, country=country, device_type=device_type))
+        return answer(self.version, id_, person_id, key, items, k)
 
 
 class KVReader(Lookup):

@@ -14,10 +14,34 @@ beyond `keep` are unlinked.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit, urlunsplit
 
-from jobs.serving.kvstore import Lookup, list_rows
+from jobs.serving.kvstore import Lookup, answer, list_rows, subject_keys
 
 PREFIX = "recs"
+
+
+def redact(url: str) -> str:
+    """`url` without its password (and user), for every message, log line and stored record."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str, *, timeout: float = 0.25, max_connections: int = 64, asynchronous: bool = False):
+    """A pooled client for readers: every call, connecting included, gives up after `timeout` seconds, and a
+    caller waits at most `timeout` for a free connection of the pool of `max_connections`."""
+    import redis
+    import redis.asyncio
+
+    module = redis.asyncio if asynchronous else redis
+    pool = module.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout, socket_timeout=timeout,
+        socket_connect_timeout=timeout, decode_responses=True)
+    return module.Redis(connection_pool=pool)
 
 
 def _client(url: str):
@@ -79,14 +103,22 @@ def live_version(url: str) -> str | None:
     return _client(url).get(f"{PREFIX}:current")
 
 
-class RedisReader(Lookup):
-    """Lookups against the live Redis version (or a pinned one)."""
+def _first_list(keys: list[str], values: list[str | None]) -> tuple[str | None, list | None]:
+    for key, raw in zip(keys, values):
+        items = json.loads(raw) if raw else None
+        if items:
+            return key, items
+    return None, None
 
-    def __init__(self, url: str, version: str | None = None):
-        self._client = _client(url)
+
+class RedisReader(Lookup):
+    """Lookups against the live Redis version (or a pinned one), over a pooled client with timeouts."""
+
+    def __init__(self, url: str, version: str | None = None, *, client=None):
+        self._client = client or connect(url)
         self.version = version or self._client.get(f"{PREFIX}:current")
         if not self.version:
-            raise FileNotFoundError(f"no published version in Redis at {url} ({PREFIX}:current missing)")
+            raise FileNotFoundError(f"no published version in Redis at {redact(url)} ({PREFIX}:current missing)")
         self.meta = {k: json.loads(v) for k, v in self._client.hgetall(f"{PREFIX}:{self.version}:meta").items()}
         if not self.meta:
             raise FileNotFoundError(f"Redis version {self.version} is missing or was pruned")
@@ -97,3 +129,31 @@ class RedisReader(Lookup):
     def list_items(self, subject_key: str):
         raw = self._client.hget(f"{PREFIX}:{self.version}:lists", subject_key)
         return json.loads(raw) if raw else None
+
+    def first_list(self, keys: list[str]):
+        """One HMGET for every candidate list: a lookup is two round trips whatever falls back."""
+        return _first_list(keys, self._client.hmget(f"{PREFIX}:{self.version}:lists", keys))
+
+
+class AsyncRedisReader:
+    """The same lookup for an event loop (`recs serve`): two round trips, over a shared asyncio pool."""
+
+    def __init__(self, client, version: str, meta: dict):
+        self._client, self.version, self.meta = client, version, meta
+
+    @classmethod
+    async def open(cls, client, version: str | None = None) -> "AsyncRedisReader":
+        version = version or await client.get(f"{PREFIX}:current")
+        if not version:
+            raise FileNotFoundError(f"no published version in Redis ({PREFIX}:current missing)")
+        meta = {k: json.loads(v) for k, v in (await client.hgetall(f"{PREFIX}:{version}:meta")).items()}
+        if not meta:
+            raise FileNotFoundError(f"Redis version {version} is missing or was pruned")
+        return cls(client, version, meta)
+
+    async def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
+                     k: int | None = None) -> dict:
+        person_id = await self._client.hget(f"{PREFIX}:{self.version}:ids", id_)
+        keys = subject_keys(self.meta, person_id, country=country, device_type=device_type)
+        key, items = _first_list(keys, await self._client.hmget(f"{PREFIX}:{self.version}:lists", keys))
+        return answer(self.version, id_, person_id, key, items, k)
