@@ -295,3 +295,32 @@ def test_recs_serve_with_two_workers_sums_metrics_over_workers(spark, tmp_path):
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"on http://127.0.0.1:{port} (2 workers)" in out
+
+
+def test_switching_versions_under_load_gives_no_errors_and_no_mixed_answers(spark, tmp_path):
+    kv = str(tmp_path / "kv")
+    expected = {}  # version -> the item ids u1 must get from it
+    for night, item in enumerate(["i1", "i3", "i5"]):
+        recs = [("person", "p1", 1, item, 0.9), ("person", "p1", 2, f"{item}b", 0.5), *RECS[2:]]
+        expected[kvstore.build_version(spark, *frames(spark, recs), kv, meta={"run_date": f"2026-01-0{night + 1}",
+                                                                               **META})] = [item, f"{item}b"]
+    versions = list(expected)
+    kvstore.switch_current(kv, versions[0])
+    answers, stop = [], threading.Event()
+    with serving(ServeOptions(kv_root=kv, refresh_seconds=0)) as base:
+        def load():
+            while not stop.is_set():
+                answers.append(get(f"{base}/recommendations/u1"))
+
+        client = threading.Thread(target=load)
+        client.start()
+        for version in [*versions[1:], versions[0], *versions[1:]]:
+            seen = len(answers)
+            kvstore.switch_current(kv, version)
+            while len(answers) < seen + 20 and client.is_alive():
+                time.sleep(0.005)
+        stop.set()
+        client.join(10)
+    assert answers and all(status == 200 for status, _ in answers)
+    assert all([i["item_id"] for i in body["items"]] == expected[body["version"]] for _, body in answers)
+    assert {body["version"] for _, body in answers} == set(versions)
