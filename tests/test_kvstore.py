@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from jobs.serving import kvstore
@@ -72,3 +74,26 @@ def test_redis_export_answers_like_the_embedded_store_and_switches_atomically(sp
     assert redis_store.switch_current(redis_url, "v2") == {"version": "v2", "previous": "v1"}
     assert redis_store.RedisReader(redis_url).lookup("u1")["source"] == "segment:global"
     assert redis_store.RedisReader(redis_url, version="v1").lookup("u1")["source"] == "person"  # rollback
+
+
+def test_lookup_carries_the_variant_of_the_list_and_old_versions_read_as_control(spark, tmp_path):
+    import sqlite3
+
+    kv = str(tmp_path / "kv")
+    recs = [(*r, "margin" if r[0] == "person" else "control") for r in RECS]
+    frame = spark.createDataFrame(recs, "subject_type string, subject_id string, rank int, item_id string, "
+                                        "score double, variant string")
+    ids = spark.createDataFrame(IDS, "id_type string, id string, person_id string")
+    version = kvstore.build_version(spark, frame, ids, kv, meta={"run_date": "2026-01-01", "top_n": 2,
+                                                                 "segment_dimensions": ["country", "device_type"]})
+    kvstore.switch_current(kv, version)
+    reader = kvstore.KVReader(kv)
+    assert reader.lookup("u1")["variant"] == "margin" and reader.lookup("nobody")["variant"] == "control"
+    # a version written before lists carried their variant holds bare item arrays
+    store = tmp_path / "kv" / "versions" / version / "store.sqlite"
+    con = sqlite3.connect(store)
+    con.execute("UPDATE lists SET items = ? WHERE subject_key = 'person:p1'", (json.dumps([["i4", "0.7"]]),))
+    con.commit()
+    con.close()
+    old = kvstore.KVReader(kv).lookup("u1")
+    assert old["variant"] == "control" and old["items"] == [{"item_id": "i4", "score": 0.7}]

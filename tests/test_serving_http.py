@@ -82,7 +82,7 @@ def test_answers_like_lookup_with_the_version(spark, tmp_path):
     with serving(ServeOptions(kv_root=kv)) as base:
         status, body = get(f"{base}/recommendations/u1?k=1")
         assert status == 200
-        assert body == {"id": "u1", "person_id": "p1", "source": "person", "version": version,
+        assert body == {"id": "u1", "person_id": "p1", "source": "person", "variant": "control", "version": version,
                         "items": [{"item_id": "i1", "score": 0.9}]}
         assert body == kvstore.KVReader(kv).lookup("u1", k=1)
         status, body = get(f"{base}/recommendations/zz?country=DE&device_type=ios")
@@ -219,18 +219,19 @@ def silent_redis():
 
 def test_a_hung_redis_times_out_into_a_503_and_in_flight_is_bounded(tmp_path):
     with silent_redis() as url:
-        opts = ServeOptions(kv_root=str(tmp_path / "kv"), redis_url=url, timeout_seconds=1.0, max_in_flight=1)
+        # a long timeout, so that the first request is surely still waiting when the second arrives on a busy host
+        opts = ServeOptions(kv_root=str(tmp_path / "kv"), redis_url=url, timeout_seconds=8.0, max_in_flight=1)
         with serving(opts) as base:
             first: list = []
             slow = threading.Thread(target=lambda: first.append(get(f"{base}/recommendations/u1")))
             slow.start()
-            for _ in range(200):  # until the first request is inside, waiting on the silent Redis
+            for _ in range(400):  # until the first request is inside, waiting on the silent Redis
                 if metric(get(f"{base}/metrics")[1], "recs_in_flight") >= 1:
                     break
                 time.sleep(0.01)
             status, body = get(f"{base}/recommendations/u2")
             assert status == 503 and body["error"].startswith("overloaded")
-            slow.join(10)
+            slow.join(30)
             assert first[0][0] == 503 and "Redis is unavailable (TimeoutError)" in first[0][1]["error"]
 
 

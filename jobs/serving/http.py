@@ -341,7 +341,8 @@ class _Guard:
         route = (0 if path.startswith("/recommendations/") else 1 if path == "/health" else 2 if path == "/metrics"
                  else 3)
         started = time.perf_counter()
-        if self.in_flight >= self.max_in_flight:
+        bounded = route != 2  # /metrics touches no store and must answer under overload: outside the bound
+        if bounded and self.in_flight >= self.max_in_flight:
             self.metrics.overloaded()
             response = _json(503, {"error": f"overloaded: {self.in_flight} requests in flight", "status": 503},
                              {"Retry-After": "1"})
@@ -354,13 +355,13 @@ class _Guard:
                 status[0] = message["status"]
             await send(message)
 
-        self.in_flight += 1
-        self.metrics.in_flight(+1)
+        self.in_flight += bounded
+        self.metrics.in_flight(+bounded)
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self.in_flight -= 1
-            self.metrics.in_flight(-1)
+            self.in_flight -= bounded
+            self.metrics.in_flight(-bounded)
             self._done(scope, route, status[0], started)
 
     def _done(self, scope, route: int, status: int, started: float) -> None:

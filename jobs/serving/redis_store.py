@@ -3,7 +3,8 @@
 Keys, for version V (the same name as the embedded store's version):
 
     recs:V:ids     hash  id -> person_id  (a user_id wins over an equal anonymous_id)
-    recs:V:lists   hash  subject_key -> JSON [[item_id, score], ...]  (`person:<id>`, `segment:<key>`)
+    recs:V:lists   hash  subject_key -> JSON {"variant", "items": [[item_id, score], ...]}  (`person:<id>`,
+                   `segment:<key>`; the same value as the embedded store's, see `kvstore.list_rows`)
     recs:V:meta    hash  key -> JSON
     recs:current   string  the live version;  recs:previous  the one before (kept for rollback)
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit, urlunsplit
 
-from jobs.serving.kvstore import Lookup, answer, list_rows, subject_keys
+from jobs.serving.kvstore import CONTROL, Lookup, answer, decode_list, list_rows, subject_keys
 
 PREFIX = "recs"
 
@@ -103,12 +104,12 @@ def live_version(url: str) -> str | None:
     return _client(url).get(f"{PREFIX}:current")
 
 
-def _first_list(keys: list[str], values: list[str | None]) -> tuple[str | None, list | None]:
+def _first_list(keys: list[str], values: list[str | None]) -> tuple[str | None, list | None, str]:
     for key, raw in zip(keys, values):
-        items = json.loads(raw) if raw else None
+        items, variant = decode_list(raw)
         if items:
-            return key, items
-    return None, None
+            return key, items, variant
+    return None, None, CONTROL
 
 
 class RedisReader(Lookup):
@@ -126,9 +127,8 @@ class RedisReader(Lookup):
     def person_of(self, id_: str) -> str | None:
         return self._client.hget(f"{PREFIX}:{self.version}:ids", id_)
 
-    def list_items(self, subject_key: str):
-        raw = self._client.hget(f"{PREFIX}:{self.version}:lists", subject_key)
-        return json.loads(raw) if raw else None
+    def list_value(self, subject_key: str) -> str | None:
+        return self._client.hget(f"{PREFIX}:{self.version}:lists", subject_key)
 
     def first_list(self, keys: list[str]):
         """One HMGET for every candidate list: a lookup is two round trips whatever falls back."""
@@ -155,5 +155,5 @@ class AsyncRedisReader:
                      k: int | None = None) -> dict:
         person_id = await self._client.hget(f"{PREFIX}:{self.version}:ids", id_)
         keys = subject_keys(self.meta, person_id, country=country, device_type=device_type)
-        key, items = _first_list(keys, await self._client.hmget(f"{PREFIX}:{self.version}:lists", keys))
-        return answer(self.version, id_, person_id, key, items, k)
+        key, items, variant = _first_list(keys, await self._client.hmget(f"{PREFIX}:{self.version}:lists", keys))
+        return answer(self.version, id_, person_id, key, items, k, variant)
