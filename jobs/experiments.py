@@ -90,3 +90,8 @@ def outside_arm(exp: ExperimentConfig) -> str:
 def serves_previous(exp: ExperimentConfig) -> bool:
     """Whether an arm serves the last published model (retrieve then also searches with that model)."""
     return any(a.serves == "previous" for a in exp.arms)
+
+
+def serves_popularity(exp: ExperimentConfig) -> bool:
+    """Whether an arm serves popular items alone (rank then keeps segment lists as long as on a fallback night)."""
+    return any(a.serves == "popularity" for a in exp.arms)

@@ -118,17 +118,18 @@ def test_each_person_gets_the_list_of_their_arm_only(spark, cfg):
     arms = got.groupby("person_id").variant.first()
     assert all(arms[p] == arm_of(exp, p) for p in arms.index) and set(arms) == {"control", "popular", "margin"}
 
-    def ranked(margin_weight):
+    def ranked(margin_weight, candidates=cands):
         r = night.rank
-        out = rank_person_lists(cands, persons, seg, bought, feats, dimensions=("country", "device_type"), top_n=5,
+        out = rank_person_lists(candidates, persons, seg, bought, feats, dimensions=("country", "device_type"), top_n=5,
                                 relevance_weight=r.relevance_weight, popularity_weight=r.popularity_weight,
                                 margin_weight=margin_weight, max_per_category=r.max_per_category).toPandas()
         return out.sort_values("rank").groupby("person_id").item_id.apply(list)
 
     model, margin = ranked(night.rank.margin_weight), ranked(5.0)
+    popular = ranked(night.rank.margin_weight, cands.limit(0))  # the popular fill alone, as on a fallback night
     lists = got.sort_values("rank").groupby("person_id").item_id.apply(list)
-    segment_list = list(reversed(items))[:5]  # country=DE, most specific for these persons
     for person, arm in arms.items():
-        expected = {"control": model[person], "popular": segment_list, "margin": margin[person]}[arm]
+        expected = {"control": model[person], "popular": popular[person], "margin": margin[person]}[arm]
         assert lists[person] == expected, (person, arm)
-    assert (model != margin).any()  # the override changes lists, so the arms differ as configured
+    assert (model != margin).any() and (model != popular).any()  # the arms' lists differ as configured
+    assert set(got[got.variant == "popular"].source) == {"popular"}

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
-from jobs.experiments import arm_column, outside_arm, serves_previous
+from jobs.experiments import arm_column, outside_arm, serves_popularity, serves_previous
 from jobs.segments import GLOBAL, key_column, segment_keys
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
@@ -146,28 +146,23 @@ def arm_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: D
     """(person_id, rank, item_id, score, source, variant): each person's list computed for their A/B arm only.
 
     `model`: the night's candidates ranked with `cfg.rank`; `override`: the same candidates ranked with the arm's
-    overrides; `popularity`: the person's segment list as it is (the gate's baseline); `previous`: the last
-    published model's candidates (`previous_candidates`), ranked with `cfg.rank`."""
+    overrides; `popularity`: no model candidates, only the popular fill (what a fallback night publishes: their
+    segment's and the global popular items minus what they bought); `previous`: the last published model's
+    candidates (`previous_candidates`), ranked with `cfg.rank`."""
     exp, dims = cfg.experiment, tuple(cfg.segments.dimensions)
     with_arm = persons.withColumn("variant", arm_column(exp, F.col("person_id")))
     out = None
     for arm in exp.arms:
         mine = with_arm.where(F.col("variant") == arm.name).drop("variant") if len(exp.arms) > 1 else persons
-        if arm.serves == "popularity":
-            lists = (assign_segments(mine, segment_items, dimensions=dims).join(segment_items, "segment_key")
-                     .where(F.col("pop_rank") <= cfg.top_n)
-                     .select("person_id", F.col("pop_rank").cast("int").alias("rank"), "item_id",
-                             F.col("pop_score").cast("double").alias("score"), F.lit("popular").alias("source")))
-        else:
-            r = override_rank(cfg, arm.overrides) if arm.serves == "override" else cfg.rank
-            pool = previous_candidates if arm.serves == "previous" else candidates
-            if arm.serves == "previous" and pool is None:
-                raise ValueError(f"arm {arm.name!r} serves the previous model, but no previous candidates were given")
-            lists = rank_person_lists(
-                pool.join(mine.select("person_id"), "person_id", "left_semi"), mine, segment_items, bought, features,
-                dimensions=dims, top_n=cfg.top_n, relevance_weight=r.relevance_weight,
-                popularity_weight=r.popularity_weight, margin_weight=r.margin_weight,
-                max_per_category=r.max_per_category)
+        r = override_rank(cfg, arm.overrides) if arm.serves == "override" else cfg.rank
+        pool = {"model": candidates, "override": candidates, "previous": previous_candidates,
+                "popularity": candidates.where(F.lit(False))}[arm.serves]  # popularity: the popular fill alone
+        if pool is None:
+            raise ValueError(f"arm {arm.name!r} serves the previous model, but no previous candidates were given")
+        lists = rank_person_lists(
+            pool.join(mine.select("person_id"), "person_id", "left_semi"), mine, segment_items, bought, features,
+            dimensions=dims, top_n=cfg.top_n, relevance_weight=r.relevance_weight,
+            popularity_weight=r.popularity_weight, margin_weight=r.margin_weight, max_per_category=r.max_per_category)
         lists = lists.withColumn("variant", F.lit(arm.name))
         out = lists if out is None else out.unionByName(lists)
     return out
@@ -201,7 +196,9 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
                                        min_events=cfg.segments.min_events,
-                                       length=_fill_length(interactions, cfg.top_n, fallback is not None),
+                                       # a popularity arm's lists are popular items alone, as on a fallback night
+                                       length=_fill_length(interactions, cfg.top_n,
+                                                           fallback is not None or serves_popularity(cfg.experiment)),
                                        max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
     segment_items = data.segment_lists.read_spark(spark, run_date).cache()
