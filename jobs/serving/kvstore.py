@@ -37,11 +37,18 @@ def _local(path: str) -> Path:
     return Path(p)
 
 
-def list_rows(recommendations):
+def list_rows(recommendations, rows_per_partition: int = 1_000_000):
     """(subject_key, items): one row per list, `items` the JSON `{"variant": arm, "items": [[item_id, score], ...]}`
     in rank order. subject_key is `person:<person_id>` or `segment:<key>`; both stores hold exactly this. Lists
-    without a `variant` column are `control`."""
+    without a `variant` column are `control`.
+
+    Partitions hold about `rows_per_partition` list rows (20k lists of 50): the embedded store streams them to the
+    driver one at a time, and with the shuffle's own few partitions (which adaptive execution merges further) one
+    partition of a 1M-person night was hundreds of MB, whose task result Spark lost (`TaskResultLost`)."""
     from pyspark.sql import functions as F
+
+    partitions = max(1, -(-recommendations.count() // rows_per_partition))  # a count of Parquet reads its footers
+    recommendations = recommendations.repartition(partitions, "subject_type", "subject_id")  # the groupBy's shuffle
 
     ranked = F.array_sort(F.collect_list(F.struct("rank", "item_id", "score")))
     variant = F.max("variant") if "variant" in recommendations.columns else F.lit(CONTROL)
