@@ -160,14 +160,17 @@ def cmd_lookup(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from jobs.serving.http import ServeOptions, serve
+    from jobs.serving.redis_store import redact
     from jobs.storage.layout import Layout
-    from jobs.serving.http import make_server
 
-    server = make_server(Layout(args.data_root).kv(), args.host, args.port, redis_url=args.redis_url)
-    source = args.redis_url or Layout(args.data_root).kv()
-    print(f"serving {source} on http://{args.host}:{server.server_address[1]}", flush=True)
+    redis_url = args.redis_url or os.environ.get("RECS_REDIS_URL", "")
+    opts = ServeOptions(kv_root=Layout(args.data_root).kv(), redis_url=redis_url, max_in_flight=args.max_in_flight,
+                        timeout_seconds=args.timeout_ms / 1000, access_log=args.access_log)
+    source = redact(redis_url) if redis_url else opts.kv_root
+    print(f"serving {source} on http://{args.host}:{args.port} ({args.workers} workers)", flush=True)
     try:
-        server.serve_forever()
+        serve(opts, host=args.host, port=args.port, workers=args.workers)
     except KeyboardInterrupt:
         pass
     return 0
@@ -325,9 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="the lookup over HTTP")
     s.add_argument("--data-root", required=True)
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--redis-url", help="serve the Redis export instead of the embedded store")
+    s.add_argument("--workers", type=int, default=2, help="server processes sharing the port (default 2)")
+    s.add_argument("--max-in-flight", type=int, default=256,
+                   help="requests one worker handles at once; more are answered 503 at once (default 256)")
+    s.add_argument("--timeout-ms", type=float, default=250,
+                   help="a store lookup (Redis connect, command, pool wait) gives up after this (default 250)")
+    s.add_argument("--access-log", action="store_true", help="one line per request on stderr (off by default)")
+    s.add_argument("--redis-url", help="serve the Redis export instead of the embedded store; better pass a URL "
+                                       "with a password as the RECS_REDIS_URL environment variable")
     s.set_defaults(func=cmd_serve)
 
     o = sub.add_parser("import-online-retail", help="UCI Online Retail -> contract events and catalog")

@@ -191,9 +191,20 @@ class LockConfig:
 
 
 @dataclass(frozen=True)
+class ArmConfig:
+    """One A/B arm: its `name` (the `variant` of its lists), its `share` of persons, and what it `serves`:
+    `model` (the night's model), `previous` (the last published model), `popularity` (the person's segment list)
+    or `override` (the night's model ranked with `overrides`, `rank.<key>=<value>` strings)."""
+    name: str
+    share: float
+    serves: str
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     id: str
-    variants: tuple[str, ...]
+    arms: tuple[ArmConfig, ...]
 
 
 @dataclass(frozen=True)
@@ -294,6 +305,7 @@ class RecsConfig:
         d.pop("lock")
         d.pop("reports")  # nor does the page that shows them
         d.pop("pinned")  # who set a value does not shape the lists; the value does
+        d.pop("export")  # where the lists go does not shape them, and export.redis_url may carry a password
         return d
 
     def fingerprint(self) -> str:
@@ -347,6 +359,8 @@ def _coerce(value, tp, key: str):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r}: expected a list, got {value!r}")
         (inner, _) = typing.get_args(tp)
+        if dataclasses.is_dataclass(inner):
+            return tuple(_build(inner, v, f"{key}[{i}].") for i, v in enumerate(value))
         return tuple(_coerce(v, inner, key) for v in value)
     if tp is bool:
         if isinstance(value, bool):
@@ -446,4 +460,8 @@ def load_config(conf_file: str | Path | None = None, overrides: typing.Iterable[
     if data_root is not None:
         tree["data_root"] = str(data_root)
     tree["pinned"] = sorted(pinned)
-    return _build(RecsConfig, tree)
+    cfg = _build(RecsConfig, tree)
+    from jobs.experiments import check_experiment
+
+    check_experiment(cfg.experiment)
+    return cfg

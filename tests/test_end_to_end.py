@@ -1,5 +1,6 @@
 """The nightly DAG end to end through Airflow on a small generated shop, checked against the contract."""
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -199,3 +200,44 @@ def test_a_worse_model_is_refused_and_the_live_lists_stay(shop, spark, tmp_path)
     gate = json.loads((root / "reports" / f"dt={RUN_DATE}" / "gate.json").read_text())
     assert (gate["verdict"], gate["rule"]) == ("fail", "previous_beats_popularity")
     assert gate["metrics"]["previous_recipe"]["ndcg_at_k"] > gate["metrics"]["model"]["ndcg_at_k"]
+
+
+def test_ab_arms_each_get_their_own_lists_tagged_in_parquet_both_stores_and_lookups(published_copy, spark, redis_url):
+    """Three arms, one serving the last published model: tonight's model folder copied to the night before with
+    its PUBLISHED marker stands in for it, so retrieve searches a model that is not the night's."""
+    import shutil
+
+    from jobs.experiments import arm_of
+    from jobs.pipeline import run_all
+    from jobs.serving.kvstore import KVReader
+    from jobs.serving.redis_store import RedisReader
+
+    layout = Layout(str(published_copy))
+    day_before = "2026-08-13"
+    shutil.copytree(layout.model(RUN_DATE), layout.model(day_before))
+    (Path(layout.model(day_before)) / "PUBLISHED").write_text(json.dumps({"run_date": day_before}))
+    arms = ("[{name: control, share: 0.4, serves: model}, {name: popular, share: 0.3, serves: popularity}, "
+            "{name: before, share: 0.3, serves: previous}]")
+    cfg = run_cfg(published_copy, "experiment.id=home-1", f"experiment.arms={arms}", f"export.redis_url={redis_url}",
+                  "tuning.enabled=false")
+    summary = run_all(cfg, RUN_DATE, spark=spark)
+    assert summary["status"] == "published", summary
+    assert summary["stages"]["retrieve"]["previous"]["persons"] > 0
+    recs = table(layout.recommendations(RUN_DATE))
+    persons = recs[recs.subject_type == "person"]
+    arm = persons.groupby("subject_id").variant.agg(lambda v: set(v))
+    assert arm.map(len).eq(1).all()  # one arm per person
+    assert all(next(iter(v)) == arm_of(cfg.experiment, p) for p, v in arm.items())
+    assert set(persons.variant) == {"control", "popular", "before"}
+    assert set(persons[persons.variant == "popular"].source) == {"popular"}
+    assert (persons[persons.variant == "control"].source == "mf").any()
+    assert set(recs[recs.subject_type == "segment"].variant) == {"control"}
+    ids = table(layout.identity(RUN_DATE))
+    person_of = dict(zip(ids.person_id, ids.id))
+    embedded, served = KVReader(layout.kv()), RedisReader(redis_url)
+    for person, variants in list(arm.items())[:30]:
+        answer = embedded.lookup(person_of[person])
+        assert answer["variant"] == next(iter(variants)) and served.lookup(person_of[person])["variant"] == answer["variant"]
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()  # the server is shared by the session's tests

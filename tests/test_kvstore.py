@@ -1,12 +1,9 @@
 import json
-import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from jobs.serving import kvstore
-from jobs.serving.http import make_server
 
 pytestmark = pytest.mark.spark
 
@@ -55,22 +52,6 @@ def test_missing_export_is_a_clear_error(tmp_path):
         kvstore.KVReader(str(tmp_path / "kv"))
 
 
-def test_http_serve_answers_like_lookup(spark, tmp_path):
-    kv = str(tmp_path / "kv")
-    publish(spark, kv, RECS)
-    server = make_server(kv, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        body = json.load(urllib.request.urlopen(f"{base}/recommendations/u1?k=1", timeout=5))
-        assert body == {"id": "u1", "person_id": "p1", "source": "person", "items": [{"item_id": "i1", "score": 0.9}]}
-        body = json.load(urllib.request.urlopen(f"{base}/recommendations/zz?country=DE", timeout=5))
-        assert body["source"] == "segment:country=DE" and body["person_id"] is None
-        assert json.load(urllib.request.urlopen(f"{base}/health", timeout=5))["status"] == "ok"
-    finally:
-        server.shutdown()
-
-
 @pytest.mark.redis
 def test_redis_export_answers_like_the_embedded_store_and_switches_atomically(spark, tmp_path, redis_url):
     from jobs.serving import redis_store
@@ -85,7 +66,9 @@ def test_redis_export_answers_like_the_embedded_store_and_switches_atomically(sp
     publish(spark, kv, RECS)
     embedded, served = kvstore.KVReader(kv), redis_store.RedisReader(redis_url)
     for id_, ctx in [("u1", {}), ("a1", {}), ("zz", {"country": "DE", "device_type": "ios"}), ("zz", {})]:
-        assert served.lookup(id_, **ctx) == embedded.lookup(id_, **ctx)
+        answer, expected = served.lookup(id_, **ctx), embedded.lookup(id_, **ctx)
+        assert answer.pop("version") == "v1" and expected.pop("version") == embedded.version
+        assert answer == expected
     r2 = spark.createDataFrame([("segment", "global", 1, "i1", 1.0)],
                                "subject_type string, subject_id string, rank int, item_id string, score double")
     redis_store.build_version(r2, i, redis_url, version="v2", meta=meta)
@@ -111,3 +94,26 @@ def test_prune_follows_publish_time_and_keeps_live_previous_and_newest(spark, tm
     with pytest.raises(FileNotFoundError, match="incomplete"):
         kvstore.switch_current(kv, incomplete.name)
     assert [e["to"] for e in kvstore.switch_log(kv)] == [yesterday, live, backfill]
+
+
+def test_lookup_carries_the_variant_of_the_list_and_old_versions_read_as_control(spark, tmp_path):
+    import sqlite3
+
+    kv = str(tmp_path / "kv")
+    recs = [(*r, "margin" if r[0] == "person" else "control") for r in RECS]
+    frame = spark.createDataFrame(recs, "subject_type string, subject_id string, rank int, item_id string, "
+                                        "score double, variant string")
+    ids = spark.createDataFrame(IDS, "id_type string, id string, person_id string")
+    version = kvstore.build_version(spark, frame, ids, kv, meta={"run_date": "2026-01-01", "top_n": 2,
+                                                                 "segment_dimensions": ["country", "device_type"]})
+    kvstore.switch_current(kv, version)
+    reader = kvstore.KVReader(kv)
+    assert reader.lookup("u1")["variant"] == "margin" and reader.lookup("nobody")["variant"] == "control"
+    # a version written before lists carried their variant holds bare item arrays
+    store = tmp_path / "kv" / "versions" / version / "store.sqlite"
+    con = sqlite3.connect(store)
+    con.execute("UPDATE lists SET items = ? WHERE subject_key = 'person:p1'", (json.dumps([["i4", "0.7"]]),))
+    con.commit()
+    con.close()
+    old = kvstore.KVReader(kv).lookup("u1")
+    assert old["variant"] == "control" and old["items"] == [{"item_id": "i4", "score": 0.7}]

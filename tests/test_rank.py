@@ -1,7 +1,8 @@
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.stages.rank import assign_segments, assign_variant, rank_person_lists, segment_popularity
+from jobs.config import ArmConfig, ExperimentConfig
+from jobs.stages.rank import assign_segments, rank_person_lists, segment_popularity
 from tests.conftest import rows
 
 pytestmark = pytest.mark.spark
@@ -70,11 +71,65 @@ def test_rank_fills_from_popular_drops_bought_and_diversifies(spark):
     assert scores == sorted(scores, reverse=True)
 
 
-def test_variant_is_stable_and_control_without_experiment(spark):
-    df = spark.createDataFrame([(f"p{i}",) for i in range(200)], "subject_id string")
-    a = df.select(assign_variant(F.col("subject_id"), experiment_id="exp1", variants=("control", "treatment"))
-                  .alias("v")).groupBy("v").count().collect()
-    shares = {r["v"]: r["count"] for r in a}
-    assert set(shares) == {"control", "treatment"} and 60 < shares["control"] < 140
-    none = df.select(assign_variant(F.col("subject_id"), experiment_id="", variants=("control",)).alias("v"))
-    assert {r["v"] for r in none.collect()} == {"control"}
+def test_arms_are_stable_across_nights_and_shares_hold_within_1_percent_over_100k_persons(spark):
+    from jobs.experiments import arm_column, arm_of
+
+    exp = ExperimentConfig(id="home-1", arms=(ArmConfig("control", 0.5, "model"), ArmConfig("popular", 0.3, "popularity"),
+                                              ArmConfig("margin", 0.2, "override", ("rank.margin_weight=0.5",))))
+    persons = spark.range(100_000).select(F.concat(F.lit("p"), F.col("id").cast("string")).alias("person_id"))
+    night1 = persons.select("person_id", arm_column(exp, F.col("person_id")).alias("arm")).cache()
+    shares = {r["arm"]: r["count"] / 100_000 for r in night1.groupBy("arm").count().collect()}
+    assert shares.keys() == {"control", "popular", "margin"}
+    assert all(abs(shares[a.name] - a.share) < 0.01 for a in exp.arms), shares
+    # the next night: other persons beside them, another order and partitioning; nobody moves
+    night2 = (persons.unionByName(spark.createDataFrame([("new-person",)], "person_id string")).repartition(7)
+              .select("person_id", arm_column(exp, F.col("person_id")).alias("arm2")))
+    assert night1.join(night2, "person_id").where("arm != arm2").count() == 0
+    sample = night1.orderBy("person_id").limit(300).collect()
+    assert all(arm_of(exp, r["person_id"]) == r["arm"] for r in sample)  # Python agrees with Spark
+    other = ExperimentConfig(id="home-2", arms=exp.arms)  # a new experiment reshuffles
+    assert sum(arm_of(other, r["person_id"]) != r["arm"] for r in sample) > 100
+    single = ExperimentConfig(id="", arms=(ArmConfig("control", 1.0, "model"),))
+    assert {r["a"] for r in persons.limit(10).select(arm_column(single, F.col("person_id")).alias("a")).collect()} \
+        == {"control"}
+
+
+def test_each_person_gets_the_list_of_their_arm_only(spark, cfg):
+    from jobs.experiments import arm_of
+    from jobs.stages.rank import arm_person_lists
+
+    persons = spark.createDataFrame([(f"p{n}", "DE", "ios") for n in range(40)],
+                                    "person_id string, country string, device_type string")
+    items = [f"i{n}" for n in range(12)]
+    cands = spark.createDataFrame([(f"p{n}", i, float((n * 7 + k * 3) % 11), "mf") for n in range(40)
+                                   for k, i in enumerate(items[:8])], "person_id string, item_id string, score double, "
+                                                                      "source string")
+    seg = spark.createDataFrame([(key, i, 20.0 - k, k + 1) for key in ("global", "country=DE")
+                                 for k, i in enumerate(reversed(items))],
+                                "segment_key string, item_id string, pop_score double, pop_rank int")
+    feats = spark.createDataFrame([(i, (k % 5) / 4, f"c{k % 4}", k / 12) for k, i in enumerate(items)],
+                                  "item_id string, margin_rate double, category string, popularity double")
+    bought = spark.createDataFrame([], "person_id string, item_id string")
+    exp = ExperimentConfig(id="e1", arms=(ArmConfig("control", 0.4, "model"), ArmConfig("popular", 0.3, "popularity"),
+                                          ArmConfig("margin", 0.3, "override", ("rank.margin_weight=5.0",))))
+    night = cfg.replace(experiment=exp, top_n=5)
+    got = arm_person_lists(cands, persons, seg, bought, feats, night).toPandas()
+    assert got.groupby("person_id").variant.nunique().max() == 1 and got.person_id.nunique() == 40
+    arms = got.groupby("person_id").variant.first()
+    assert all(arms[p] == arm_of(exp, p) for p in arms.index) and set(arms) == {"control", "popular", "margin"}
+
+    def ranked(margin_weight, candidates=cands):
+        r = night.rank
+        out = rank_person_lists(candidates, persons, seg, bought, feats, dimensions=("country", "device_type"), top_n=5,
+                                relevance_weight=r.relevance_weight, popularity_weight=r.popularity_weight,
+                                margin_weight=margin_weight, max_per_category=r.max_per_category).toPandas()
+        return out.sort_values("rank").groupby("person_id").item_id.apply(list)
+
+    model, margin = ranked(night.rank.margin_weight), ranked(5.0)
+    popular = ranked(night.rank.margin_weight, cands.limit(0))  # the popular fill alone, as on a fallback night
+    lists = got.sort_values("rank").groupby("person_id").item_id.apply(list)
+    for person, arm in arms.items():
+        expected = {"control": model[person], "popular": popular[person], "margin": margin[person]}[arm]
+        assert lists[person] == expected, (person, arm)
+    assert (model != margin).any() and (model != popular).any()  # the arms' lists differ as configured
+    assert set(got[got.variant == "popular"].source) == {"popular"}

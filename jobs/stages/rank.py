@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.exclusions import excluded_pairs
+from jobs.experiments import arm_column, outside_arm, serves_popularity, serves_previous
 from jobs.segments import GLOBAL, key_column, segment_keys
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
@@ -133,15 +134,40 @@ def item_features(catalog: DataFrame, interactions: DataFrame) -> DataFrame:
                     F.coalesce(F.col("lp") / F.col("top"), F.lit(0.0)).alias("popularity")))
 
 
-def assign_variant(subject_id, *, experiment_id: str, variants: tuple[str, ...]):
-    """Deterministic A/B arm per subject: the same person stays in the same arm every night."""
-    if not experiment_id or len(variants) <= 1:
-        return F.lit(variants[0] if variants else "control")
-    bucket = F.pmod(F.xxhash64(F.lit(experiment_id), subject_id), F.lit(len(variants)))
-    arm = F.lit(variants[-1])
-    for i, v in reversed(list(enumerate(variants[:-1]))):
-        arm = F.when(bucket == i, F.lit(v)).otherwise(arm)
-    return arm
+def override_rank(cfg: RecsConfig, overrides: tuple[str, ...]):
+    """The rank settings of an `override` arm: the config's with the arm's `rank.<key>=<value>` strings applied
+    (even over keys the user pinned: the arm exists to differ from them)."""
+    import yaml
+
+    settings = {k.strip(): yaml.safe_load(v.strip()) for k, v in (o.split("=", 1) for o in overrides)}
+    return cfg.replace(pinned=()).with_settings(settings).rank
+
+
+def arm_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: DataFrame, bought: DataFrame,
+                     features: DataFrame, cfg: RecsConfig, *, previous_candidates: DataFrame | None = None) -> DataFrame:
+    """(person_id, rank, item_id, score, source, variant): each person's list computed for their A/B arm only.
+
+    `model`: the night's candidates ranked with `cfg.rank`; `override`: the same candidates ranked with the arm's
+    overrides; `popularity`: no model candidates, only the popular fill (what a fallback night publishes: their
+    segment's and the global popular items minus what they bought); `previous`: the last published model's
+    candidates (`previous_candidates`), ranked with `cfg.rank`."""
+    exp, dims = cfg.experiment, tuple(cfg.segments.dimensions)
+    with_arm = persons.withColumn("variant", arm_column(exp, F.col("person_id")))
+    out = None
+    for arm in exp.arms:
+        mine = with_arm.where(F.col("variant") == arm.name).drop("variant") if len(exp.arms) > 1 else persons
+        r = override_rank(cfg, arm.overrides) if arm.serves == "override" else cfg.rank
+        pool = {"model": candidates, "override": candidates, "previous": previous_candidates,
+                "popularity": candidates.where(F.lit(False))}[arm.serves]  # popularity: the popular fill alone
+        if pool is None:
+            raise ValueError(f"arm {arm.name!r} serves the previous model, but no previous candidates were given")
+        lists = rank_person_lists(
+            pool.join(mine.select("person_id"), "person_id", "left_semi"), mine, segment_items, bought, features,
+            dimensions=dims, top_n=cfg.top_n, relevance_weight=r.relevance_weight,
+            popularity_weight=r.popularity_weight, margin_weight=r.margin_weight, max_per_category=r.max_per_category)
+        lists = lists.withColumn("variant", F.lit(arm.name))
+        out = lists if out is None else out.unionByName(lists)
+    return out
 
 
 FALLBACK_EXTRA_MAX = 100  # how far past top_n popular lists reach on a fallback night, for heavy buyers
@@ -175,7 +201,9 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
                                        min_events=cfg.segments.min_events,
-                                       length=_fill_length(bought, cfg.top_n, fallback is not None),
+                                       # a popularity arm's lists are popular items alone, as on a fallback night
+                                       length=_fill_length(bought, cfg.top_n,
+                                                           fallback is not None or serves_popularity(cfg.experiment)),
                                        max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
     segment_items = data.segment_lists.read_spark(spark, run_date).cache()
@@ -183,21 +211,18 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     if fallback and not fallback["per_segment"]:  # the global baseline: everyone gets the `global` list
         persons = persons.select("person_id", *[F.lit(None).cast("string").alias(d) for d in dims])
     candidates = data.candidates.read_spark(spark, run_date)
-    r = cfg.rank
-    person_lists = rank_person_lists(
-        candidates, persons, segment_items, bought, item_features(catalog, interactions), dimensions=dims,
-        top_n=cfg.top_n, relevance_weight=r.relevance_weight, popularity_weight=r.popularity_weight,
-        margin_weight=r.margin_weight, max_per_category=r.max_per_category)
+    previous = data.previous_candidates.read_spark(spark, run_date) if serves_previous(cfg.experiment) else None
+    person_lists = arm_person_lists(candidates, persons, segment_items, bought, item_features(catalog, interactions),
+                                    cfg, previous_candidates=previous)
     segment_lists = segment_items.where(F.col("pop_rank") <= cfg.top_n).select(
         F.col("segment_key").alias("subject_id"), F.col("pop_rank").cast("int").alias("rank"), "item_id",
         F.col("pop_score").cast("double").alias("score"), F.lit("popular").alias("source"))
     version = (f"popularity-{run_date}-{cfg.fingerprint()}" if fallback
                else data.models.meta(run_date)["model_version"])
     lists = (person_lists.select(F.lit("person").alias("subject_type"), F.col("person_id").alias("subject_id"),
-                                 "rank", "item_id", "score", "source")
-             .unionByName(segment_lists.withColumn("subject_type", F.lit("segment")))
-             .withColumn("variant", assign_variant(F.col("subject_id"), experiment_id=cfg.experiment.id,
-                                                   variants=cfg.experiment.variants))
+                                 "rank", "item_id", "score", "source", "variant")
+             .unionByName(segment_lists.withColumn("subject_type", F.lit("segment"))
+                          .withColumn("variant", F.lit(outside_arm(cfg.experiment))))
              .withColumn("model_version", F.lit(version))
              .withColumn("run_id", F.lit(f"nightly-{run_date}-{cfg.fingerprint()}")))
     out = data.staged_lists.write_spark(lists.select(*load("recommendations").names)

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.exclusions import REASONS, excluded_pairs
+from jobs.experiments import arm_of, serves_previous
 from jobs.models.als import Factors
 from jobs.models.ann import (build_searcher, cached_index, exact_top_k, index_plan, recall_at_k, save_index,
                              search, search_top_n)
@@ -110,6 +111,8 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
         from schemas import load
 
         out = data.candidates.write_arrow(load("candidates").arrow().empty_table(), run_date)
+        if serves_previous(cfg.experiment):
+            data.previous_candidates.write_arrow(load("candidates").arrow().empty_table(), run_date)
         return {"path": out, "skipped": f"gate fallback to {fallback['baseline']}", "candidates": 0,
                 "seconds": round(time.time() - started, 1)}
 
@@ -177,6 +180,9 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
                                                             "longest": lengths["longest"]},
         "indexed_items": len(index.ids), "cold_items": len(cold_ids), "filters": filters,
         "search_seconds": round(search_seconds, 1), "seconds": round(time.time() - started, 1)}
+    if serves_previous(cfg.experiment):
+        summary["previous"] = _previous_model_candidates(cfg, data, run_date, catalog, available, excluded)
+        summary["seconds"] = round(time.time() - started, 1)
     log.info("retrieve %s: %s index over %d items, recall@%d %.4f on %d persons", run_date, plan.method,
              len(index.ids), n, recall.get("recall", float("nan")), recall.get("persons", 0))
     return summary
@@ -188,3 +194,30 @@ def _partition_body(**kwargs):
         return search_partition(batches, **kwargs)
 
     return body
+
+
+def _previous_model_candidates(cfg: RecsConfig, data: Datasets, run_date: str, catalog, available, excluded) -> dict:
+    """Candidates of the last published model for the persons of the arms that serve it (only those persons are
+    searched). Without a published model before tonight, the night's model is all there is: its candidates.
+    Searched on the driver (one arm's share of the persons), unlike the night's own retrieval."""
+    arms = {a.name for a in cfg.experiment.arms if a.serves == "previous"}
+    before = data.models.latest_published_before(run_date)
+    if before is None:
+        tonight = data.candidates.read_arrow(run_date)
+        persons = np.unique(tonight.column("person_id").to_numpy(zero_copy_only=False))
+        mine = pc.is_in(tonight.column("person_id"),
+                        value_set=pa.array([p for p in persons if arm_of(cfg.experiment, p) in arms], pa.string()))
+        data.previous_candidates.write_arrow(tonight.filter(mine).select(["person_id", "item_id", "score", "source"]),
+                                             run_date)
+        return {"model_version": None, "note": "no model published before tonight: the night's model serves"}
+    tables, meta = data.models.read(before["run_date"], (PERSONS_TABLE, ITEMS_TABLE))
+    model = MFModel.from_tables(tables)
+    persons = np.asarray([p for p in model.persons.ids if arm_of(cfg.experiment, p) in arms], dtype=object)
+    cold_ids, cold_vectors = cold_item_vectors(catalog, model.items.ids, model.items.vectors)
+    index = model.item_index(available.to_numpy(zero_copy_only=False), extra=Factors(cold_ids, cold_vectors))
+    pairs = excluded.select("person_id", "item_id").toArrow()
+    found = model.recommend(persons, index, exclude_persons=pairs.column("person_id").to_numpy(zero_copy_only=False),
+                            exclude_items=pairs.column("item_id").to_numpy(zero_copy_only=False),
+                            n=cfg.candidates.n, index_settings=cfg.candidates.index)
+    data.previous_candidates.write_arrow(found.select(["person_id", "item_id", "score", "source"]), run_date)
+    return {"model_version": meta.get("model_version"), "persons": len(persons), "candidates": found.num_rows}

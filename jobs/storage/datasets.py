@@ -20,6 +20,7 @@ dataset, the date and the path.
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
 | item index (model/index) | retrieve | retrieve's executors            | ScaNN files + index.json |
 | candidates           | retrieve     | rank                            | candidates              |
+| previous candidates  | retrieve     | rank (an arm serving `previous`) | candidates             |
 | segment lists        | rank         | (reports)                       | segments                |
 | staged lists         | rank         | publish                         | recommendations         |
 | published lists      | publish      | serving export                  | recommendations         |
@@ -247,6 +248,9 @@ class Datasets:
         self.holdout_info = JsonDocument("holdout info", layout, lambda lay, ds: lay.holdout(ds, "holdout.json"),
                                          "holdout_info")
         self.candidates = declare("candidates", Layout.candidates, "candidates")
+        # the last published model's candidates for the persons of an A/B arm that serves it (jobs/experiments.py)
+        self.previous_candidates = declare("previous candidates",
+                                           lambda lay, ds: lay.partition("candidates_previous", ds), "candidates")
         self.segment_lists = declare("segment lists", Layout.segments, "segments")
         self.staged_lists = declare("staged lists", Layout.staged_recommendations, "recommendations")
         self.published_lists = declare("published lists", Layout.recommendations, "recommendations")
