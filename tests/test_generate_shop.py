@@ -300,3 +300,11 @@ def test_gaps__rows_stay_valid_and_only_the_planted_thing_changes(clean, tmp_pat
         assert cat.brand.isna().any() == (d >= DAYS // 2)
     with pytest.raises(ValueError, match="unknown planted gap"):
         generate_shop(str(tmp_path / "x"), **SHOP, gaps=("no_such_gap",))
+
+
+def test_a_shop_too_small_for_an_order_on_some_day_still_generates(tmp_path):
+    from jobs.shop import generate_shop
+
+    summary = generate_shop(str(tmp_path), start="2026-08-01", days=5, users=50, items=40, defect_rate=0.0)
+    assert summary["good_events_total"] > 0
+    assert len(list((tmp_path / "raw" / "events").glob("dt=*"))) == 5

@@ -24,6 +24,8 @@ def probs(d: dict[str, float]) -> tuple[list[str], np.ndarray]:
 
 def hex_strings(rng: np.random.Generator, n: int, n_hex: int, prefix: str = "") -> pa.StringArray:
     """`n` random ids `prefix + n_hex hex digits`, built straight into an Arrow buffer (no Python loop)."""
+    if n == 0:  # a day with no order in a tiny shop: reshape(0, -1) cannot infer the width
+        return pa.array([], pa.string())
     raw = rng.bytes(n * ((n_hex + 1) // 2))
     digits = np.frombuffer(binascii.hexlify(raw), dtype=np.uint8).reshape(n, -1)[:, :n_hex]
     head = np.frombuffer(prefix.encode(), dtype=np.uint8)
