@@ -141,7 +141,7 @@ def _counts(con) -> dict:
     return {"persons": one("SELECT COUNT(*) FROM lists WHERE subject_key >= 'person:' AND subject_key < 'person;'"),
             "segments": one("SELECT COUNT(*) FROM lists WHERE subject_key >= 'segment:' AND subject_key < 'segment;'"),
             "lists": one("SELECT COUNT(*) FROM lists"), "ids": one("SELECT COUNT(*) FROM ids"),
-            "rows": one("SELECT SUM(json_array_length(items)) FROM lists")}
+            "rows": one("SELECT SUM(COALESCE(json_array_length(items, '$.items'), json_array_length(items))) FROM lists")}
 
 
 def _sha256(path: Path) -> str:
