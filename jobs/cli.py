@@ -125,7 +125,9 @@ def cmd_versions(args) -> int:
 
 
 def cmd_rollback(args) -> int:
+    from jobs.serving import kvstore
     from jobs.serving.versions import RollbackError, rollback
+    from jobs.storage.datasets import Datasets
     from jobs.storage.layout import Layout
 
     cfg = _config(args)
@@ -136,8 +138,14 @@ def cmd_rollback(args) -> int:
         except RollbackError as exc:
             print(f"recs rollback: {exc}", file=sys.stderr)
             return 1
+        live = kvstore.manifest(Layout(cfg.data_root).kv(), result["to"])
+        markers = Datasets(cfg.data_root).models.align_published(
+            live["run_date"], live.get("model_version"), reason=f"rollback from {result['from']} to {result['to']}")
     stores = "embedded store and Redis" if redis_url else "embedded store"
     print(f"rolled back the {stores} from {result['from']} to {result['to']}")
+    if markers["withdrawn"] or markers["restored"]:
+        print(f"  models no longer live (the next gate compares against the live one): {markers['withdrawn'] or '-'}; "
+              f"live again: {markers['restored'] or '-'}")
     return 0
 
 

@@ -184,8 +184,12 @@ def test_rollback_restores_the_previous_lists_in_one_step(spark, cfg, redis_url,
     assert kvstore.current(kv) == {"version": first, "previous": second}
     assert redis_store.pointer(redis_url) == {"version": first, "previous": second}
     assert served_first_item(cfg) == served_first_item(cfg, redis_url=redis_url) == first_item(YESTERDAY)
+    models = Datasets(cfg.data_root).models
+    # the next night's gate compares against the model whose lists are live again, not the withdrawn one
+    assert models.latest_published_before("2026-03-11")["run_date"] == YESTERDAY
     assert recs(["rollback", "--data-root", cfg.data_root, "--redis-url", redis_url, "--to", second]) == 0
     assert served_first_item(cfg) == served_first_item(cfg, redis_url=redis_url) == first_item(TONIGHT)
+    assert models.latest_published_before("2026-03-11")["run_date"] == TONIGHT
     assert recs(["rollback", "--data-root", cfg.data_root, "--redis-url", redis_url, "--to", "nope"]) == 1
     assert "cannot roll back to nope" in capsys.readouterr().err
     capsys.readouterr()

@@ -40,6 +40,7 @@ from jobs.storage import io
 from jobs.storage.layout import VALIDATED_MARKER, Layout, window
 
 PUBLISHED_MARKER = "PUBLISHED"
+WITHDRAWN_MARKER = "WITHDRAWN"  # a PUBLISHED marker taken back by a rollback, kept for the record
 MODEL_META = "model.json"
 INDEX_DIR = "index"
 EVALUATION_FILE = "evaluation.json"
@@ -213,6 +214,28 @@ class ModelStore:
         marker = f"{self.path(ds)}/{PUBLISHED_MARKER}"
         io.write_json(marker, {"run_date": ds, "model_version": meta.get("model_version")})
         return marker
+
+    def align_published(self, live_run_date: str, live_model_version: str | None, reason: str) -> dict:
+        """After a rollback to the lists of `live_run_date`: the models published on later nights are no longer
+        live, so their PUBLISHED markers become WITHDRAWN (the next gate then compares against the live model,
+        not a withdrawn one); a model withdrawn earlier whose lists are live again (a roll forward) is marked
+        published again. Returns the days withdrawn and restored."""
+        root = posixpath.dirname(self.path("1970-01-01"))
+        withdrawn, restored = [], []
+        for day in io.partition_dates(root):
+            path = self.path(day)
+            fs, p = io.fs_for(path)
+            if day > live_run_date and io.exists(f"{path}/{PUBLISHED_MARKER}"):
+                marker = io.read_json(f"{path}/{PUBLISHED_MARKER}", {}) or {}
+                io.write_json(f"{path}/{WITHDRAWN_MARKER}", {**marker, "reason": reason, "live_run_date": live_run_date})
+                fs.rm(f"{p}/{PUBLISHED_MARKER}")  # after WITHDRAWN is written: a kill between leaves both, never neither
+                withdrawn.append(day)
+            elif (day == live_run_date and io.exists(f"{path}/{WITHDRAWN_MARKER}")
+                  and (io.read_json(f"{path}/{MODEL_META}", {}) or {}).get("model_version") == live_model_version):
+                self.mark_published(day)
+                fs.rm(f"{p}/{WITHDRAWN_MARKER}")
+                restored.append(day)
+        return {"withdrawn": withdrawn, "restored": restored}
 
     def latest_published_before(self, ds: str) -> dict | None:
         """The last model published before `ds`: run_date, model_version, path, evaluation, model (its meta)."""
