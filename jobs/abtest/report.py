@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from jobs.abtest.frames import METRICS
 from jobs.reports import plots
 from jobs.reports.page import STYLE, _e, _num, _table
 
@@ -32,7 +33,8 @@ def metric_plot(metric: str, label: str, arms: list[str], nights: list[dict]) ->
         x = np.arange(len(days))
         for i, arm in enumerate(arms):
             y = [_v(((n.get("arms") or {}).get(arm) or {}).get(metric)) for n in nights]
-            left.plot(x, y, marker="o", color=ARM_COLORS[i % len(ARM_COLORS)], label=arm)
+            left.plot(x, y, marker="o", markersize=7, linewidth=2.2, color=ARM_COLORS[i % len(ARM_COLORS)],
+                      label=arm)
         left.set_title(f"{label}: per arm")
         left.legend(loc="best", fontsize=7)
         for i, arm in enumerate(arms[1:], start=1):
@@ -41,9 +43,13 @@ def metric_plot(metric: str, label: str, arms: list[str], nights: list[dict]) ->
             diff = np.array([_v(c.get("diff")) for c in cmp])
             seq = np.array([[_v(v) for v in (c.get("seq_ci") or [None, None])] for c in cmp])
             fixed = np.array([[_v(v) for v in (c.get("ci") or [None, None])] for c in cmp])
-            right.fill_between(x, seq[:, 0], seq[:, 1], color=color, alpha=0.18,
-                               label=f"{arm}: sequential interval")
-            right.errorbar(x + 0.08 * i, diff, yerr=[diff - fixed[:, 0], fixed[:, 1] - diff], fmt="o",
+            if len(x) > 1:
+                right.fill_between(x, seq[:, 0], seq[:, 1], color=color, alpha=0.18,
+                                   label=f"{arm}: sequential interval")
+            else:  # one night: the band is a wide translucent bar
+                right.errorbar(x, diff, yerr=[diff - seq[:, 0], seq[:, 1] - diff], fmt="none", color=color,
+                               alpha=0.25, elinewidth=14, label=f"{arm}: sequential interval")
+            right.errorbar(x, diff, yerr=[diff - fixed[:, 0], fixed[:, 1] - diff], fmt="o",
                            color=color, capsize=3, label=f"{arm} - {arms[0]}: fixed-horizon interval")
         right.axhline(0.0, color="#616161", linewidth=0.8)
         right.set_title(f"{label}: difference from {arms[0]}")
@@ -56,19 +62,25 @@ def metric_plot(metric: str, label: str, arms: list[str], nights: list[dict]) ->
 
 
 def exposure_plot(report: dict) -> str:
-    """Cumulative exposed people per arm by day of first exposure."""
+    """New exposed people per arm by day of first exposure (bars), and the running totals (lines, right axis)."""
     def build():
         fig, (ax,) = plots._figure(1, (1,))
         days = sorted({r["day"] for r in report["daily_exposures"]})
         x = np.arange(len(days))
         arms = list(report["people"])
+        width = 0.8 / max(len(arms), 1)
+        totals = ax.twinx()
         for i, arm in enumerate(arms):
             per_day = {r["day"]: r["people"] for r in report["daily_exposures"] if r["arm"] == arm}
-            ax.plot(x, np.cumsum([per_day.get(d, 0) for d in days]), marker="o",
-                    color=ARM_COLORS[i % len(ARM_COLORS)], label=arm)
-        ax.set_title("Exposed people per arm (cumulative, by day of first exposure)")
+            counts = np.array([per_day.get(d, 0) for d in days])
+            color = ARM_COLORS[i % len(ARM_COLORS)]
+            ax.bar(x - 0.4 + width * (i + 0.5), counts, width=width, color=color, label=f"{arm}: new")
+            totals.plot(x, np.cumsum(counts), marker="o", color=color, linewidth=1.2, linestyle="--",
+                        label=f"{arm}: total")
+        ax.set_title("Exposed people per arm by day of first exposure (bars: new; dashed: running total)")
         ax.set_xticks(x, [d[5:] for d in days], rotation=45 if len(days) > 8 else 0)
-        ax.legend(loc="best", fontsize=7)
+        ax.legend(loc="upper left", fontsize=7)
+        totals.legend(loc="upper right", fontsize=7)
         return fig
 
     return plots._draw(build)
@@ -80,9 +92,14 @@ def _interval(v) -> str:
     return f"[{_num(float(v[0]))}, {_num(float(v[1]))}]"
 
 
+def _in_order(metrics: dict) -> list[tuple[str, dict]]:
+    """The metrics in `METRICS` order (success, guardrail, diagnostics), also from a key-sorted JSON report."""
+    return [(m, metrics[m]) for m in METRICS if m in metrics]
+
+
 def _comparison_rows(report: dict, arm: str) -> list[list]:
     rows = []
-    for metric, meta in report["metrics"].items():
+    for metric, meta in _in_order(report["metrics"]):
         c = report["comparisons"][arm][metric]
         rows.append([meta["label"], meta["role"], c.get("control"), c.get("treatment"), c.get("diff"),
                      c.get("relative"), _interval(c.get("ci")), c.get("p_value"), _interval(c.get("seq_ci"))])
@@ -134,7 +151,7 @@ def render_html(report: dict, nights: list[dict]) -> str:
                abs(report["settings"]["alpha"] - 0.05) < 1e-12 else "interval", "p", "sequential interval"]
     for arm in arms[1:]:
         body.append(f"<h2>{_e(arm)} vs {_e(report['control'])}</h2>" + _table(headers, _comparison_rows(report, arm)))
-    for metric, meta in report["metrics"].items():
+    for metric, meta in _in_order(report["metrics"]):
         body.append(f"<h2>{_e(meta['label'])}</h2>"
                     f"<img alt='{_e(meta['label'])}: per arm over the nights' "
                     f"src='{metric_plot(metric, meta['label'], arms, nights)}'>")
