@@ -382,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "decision (JSON and HTML under reports/ab/E/)")
     ab.add_argument("--data-root", required=True)
     ab.add_argument("--experiment", required=True, help="the experiment_id of the rec_impression events")
-    ab.add_argument("--from", dest="from_", metavar="YYYY-MM-DD", help="first day exposures count (default: abtest.start, else the first "
-                                                 "validated day)")
+    ab.add_argument("--from", dest="from_", metavar="YYYY-MM-DD",
+                    help="first day exposures count (default: abtest.start, else the first validated day)")
     ab.add_argument("--to", metavar="YYYY-MM-DD", help="last day read (default: the last validated day)")
     ab.add_argument("--conf")
     ab.add_argument("--set", action="append", metavar="KEY=VALUE")
