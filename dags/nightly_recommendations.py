@@ -1,5 +1,6 @@
 """Nightly recommendations: one task per stage of `jobs.pipeline.STAGES`, for the run's logical date, then `purge`
-(retention: personal data older than `privacy.retention_days` goes) and, once every stage is done whatever its
+(retention: personal data older than `privacy.retention_days` goes), `ab_report` after publish (the configured
+experiment's A/B readout, nothing when none is configured) and, once every stage is done whatever its
 outcome, `report` (the run summary and the night's page, `reports/dt=D/index.html`).
 
 The DAG file imports only the Airflow SDK and the standard library: Spark, implicit, ScaNN and GX are
@@ -95,6 +96,19 @@ def nightly_recommendations():
             summary = purge_for_config(cfg, run_date)
         return {k: summary[k] for k in ("cutoff", "partitions", "files", "bytes")}
 
+    @task(task_id="ab_report")
+    def ab_report(run_date: str, params=None) -> dict:
+        """After publish: the configured experiment's A/B readout up to the night (jobs/abtest/, README "A/B
+        reports"); returns `{"skipped": reason}` and writes nothing when no experiment is configured."""
+        from jobs.abtest.job import nightly
+        from jobs.config import load_config
+        from jobs.pipeline import data_root_lock
+
+        cfg = load_config(conf_file=params.get("conf"), overrides=params.get("overrides") or (),
+                          data_root=params["data_root"])
+        with data_root_lock(cfg, f"airflow nightly_recommendations.ab_report {run_date}"):
+            return nightly(None, cfg, run_date)
+
     @task(task_id="report", trigger_rule="all_done")
     def report(run_date: str | None = None, params=None) -> dict:
         """The run summary and the night's page from the stages' records, also when a stage failed (it names the
@@ -116,7 +130,8 @@ def nightly_recommendations():
         run_date = stage_task(stage)(run_date)
         stage_outputs.append(run_date)
     purge(run_date)
-    stage_outputs >> report(resolved)
+    read_back = ab_report(run_date)  # before the page, so the page links tonight's A/B report
+    [*stage_outputs, read_back] >> report(resolved)
 
 
 nightly_recommendations()

@@ -225,6 +225,32 @@ def cmd_assess(args) -> int:
     return 0
 
 
+def cmd_ab_report(args) -> int:
+    from jobs.abtest.job import run
+    from jobs.reports.night import page_link
+    from jobs.spark import spark_session
+    from jobs.storage import io
+    from jobs.storage.layout import Layout
+
+    cfg = _config(args)
+    end = args.to
+    if end is None:
+        days = io.partition_dates(Layout(cfg.data_root).validated("events"))
+        if not days:
+            print(f"no validated events under {Layout(cfg.data_root).validated('events')}: run a night first",
+                  file=sys.stderr)
+            return 1
+        end = days[-1]
+    with _locked(cfg, f"recs ab-report {args.experiment} {end}"):
+        report = run(spark_session(cfg.spark, "recs-ab-report"), cfg, args.experiment, start=args.from_, end=end)
+    print(f"experiment {report['experiment_id']} from {report['start']} to {report['end']}: {report['verdict']} "
+          f"(people {report['people']}, dropped in two arms {report['health']['two_arm_people']})")
+    for arm, d in report["decisions"].items():
+        print(f"  {arm}: {d['verdict']}: " + "; ".join(d["reasons"]))
+    print(f"report: {page_link(report['paths']['html'])}")
+    return 0
+
+
 def cmd_purge(args) -> int:
     from jobs.privacy.retention import purge_for_config
 
@@ -359,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--conf")
     a.add_argument("--set", action="append", metavar="KEY=VALUE")
     a.set_defaults(func=cmd_assess)
+
+    ab = sub.add_parser("ab-report", help="read an A/B experiment back: success metrics, guardrail, health, "
+                                          "decision (JSON and HTML under reports/ab/E/)")
+    ab.add_argument("--data-root", required=True)
+    ab.add_argument("--experiment", required=True, help="the experiment_id of the rec_impression events")
+    ab.add_argument("--from", dest="from_", metavar="YYYY-MM-DD",
+                    help="first day exposures count (default: abtest.start, else the first validated day)")
+    ab.add_argument("--to", metavar="YYYY-MM-DD", help="last day read (default: the last validated day)")
+    ab.add_argument("--conf")
+    ab.add_argument("--set", action="append", metavar="KEY=VALUE")
+    ab.set_defaults(func=cmd_ab_report)
 
     pg = sub.add_parser("purge", help="delete personal data older than privacy.retention_days (dt= partitions)")
     pg.add_argument("--data-root", required=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import typing
@@ -259,6 +260,42 @@ class AssessConfig:
 
 
 @dataclass(frozen=True)
+class AbtestConfig:
+    """`recs ab-report` and the nightly `ab_report` task (jobs/abtest/): how an experiment is read back; not part of
+    the output fingerprint (it reads what the lists did, it does not shape them). Dates are `YYYY-MM-DD` or empty."""
+    start: str                      # first day exposures count; empty: the first day with an exposure
+    planned_end: str                # the fixed-horizon readout's day; before it, only sequential intervals decide
+    pre_period_days: int            # CUPED covariate: the person's revenue in these days before first exposure
+    revenue_cap_percentile: float   # revenue per person capped at this pooled percentile (0..1; 1 = no cap)
+    attribution_days: int           # a purchase of a clicked item within this many days is attributed to the click
+    retention_days: int             # guardrail: back within this many days; only people exposed that long before
+    alpha: float                    # two-sided level of every interval and test
+    srm_p: float                    # sample-ratio mismatch flagged below this chi-square p-value
+    imbalance_p: float              # pre-period imbalance flagged below this p-value
+    sequential_tuning_n: float      # people (all arms) at which the sequential interval is tightest
+
+    def __post_init__(self):
+        for name in ("start", "planned_end"):
+            value = getattr(self, name)
+            if value:
+                try:
+                    dt.date.fromisoformat(value)
+                except ValueError:
+                    raise ConfigError(f"config key 'abtest.{name}': expected YYYY-MM-DD, got {value!r}") from None
+        if not 0 < self.revenue_cap_percentile <= 1:
+            raise ConfigError(f"config key 'abtest.revenue_cap_percentile': expected 0 < p <= 1, "
+                              f"got {self.revenue_cap_percentile}")
+        for name in ("alpha", "srm_p", "imbalance_p"):
+            if not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"config key 'abtest.{name}': expected 0 < p < 1, got {getattr(self, name)}")
+        for name in ("pre_period_days", "attribution_days", "retention_days"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config key 'abtest.{name}': expected at least 1, got {getattr(self, name)}")
+        if self.sequential_tuning_n <= 0:
+            raise ConfigError(f"config key 'abtest.sequential_tuning_n': expected > 0, got {self.sequential_tuning_n}")
+
+
+@dataclass(frozen=True)
 class ReportsConfig:
     """The night's page (jobs/reports/): not part of the output fingerprint."""
     trend_nights: int
@@ -289,6 +326,7 @@ class RecsConfig:
     tuning: TuningConfig
     assess: AssessConfig
     reports: ReportsConfig
+    abtest: AbtestConfig
     data_root: str = ""
     # dotted keys the user set (conf file or --set): the tune stage never changes them
     pinned: tuple[str, ...] = ()
@@ -304,6 +342,7 @@ class RecsConfig:
         d.pop("publish")  # nor does whether a backfill takes over the live pointer
         d.pop("lock")
         d.pop("reports")  # nor does the page that shows them
+        d.pop("abtest")  # nor does how an experiment is read back
         d.pop("pinned")  # who set a value does not shape the lists; the value does
         d.pop("export")  # where the lists go does not shape them, and export.redis_url may carry a password
         return d

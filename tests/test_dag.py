@@ -20,12 +20,14 @@ def test_dag_imports_light_and_lists_every_stage(airflow_db):
     bag = DagBag(dag_folder="dags")
     assert bag.import_errors == {}
     dag = bag.get_dag("nightly_recommendations")
-    assert [t for t in dag.task_ids if t not in ("resolve_run_date", "purge", "report")] == list(STAGES)
+    assert [t for t in dag.task_ids if t not in ("resolve_run_date", "purge", "ab_report", "report")] == list(STAGES)
     assert dag.get_task("publish").upstream_task_ids == {"rank"}
     assert dag.get_task("purge").upstream_task_ids == {STAGES[-1]}  # retention runs after the last stage
     # the night's page: after every stage whatever became of it, and a leaf, so a failed stage fails the run
+    # the A/B readout after publish, before the page that links it
+    assert dag.get_task("ab_report").upstream_task_ids == {STAGES[-1]}
     report = dag.get_task("report")
-    assert report.upstream_task_ids == {"resolve_run_date", *STAGES} and report.trigger_rule == "all_done"
+    assert report.upstream_task_ids == {"resolve_run_date", "ab_report", *STAGES} and report.trigger_rule == "all_done"
     assert report.downstream_task_ids == set()
 
 

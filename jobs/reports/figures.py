@@ -133,6 +133,9 @@ def night_figures(data: Datasets, run_date: str, stages=STAGES) -> dict | None:
     publish = ran("publish")
     figures["coverage"] = None if publish is None else {
         **(publish.get("coverage") or {}), "lists_from": publish.get("lists"), "kv_version": publish.get("kv_version")}
+
+    ab = data.read_report(run_date, "ab_report.json")  # the A/B readout's pointer (jobs/abtest/job.py), if one ran
+    figures["ab_report"] = None if ab is None else {k: ab.get(k) for k in ("experiment_id", "verdict", "final")}
     return figures
 
 

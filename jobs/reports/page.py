@@ -222,6 +222,18 @@ def _failure(f: dict) -> str:
               "stay live.</p>")
 
 
+def _ab_link(tonight: dict) -> str:
+    """A link to the night's A/B report (`reports/ab/E/dt=D/report.html`, beside `reports/dt=D/`), if one ran."""
+    from urllib.parse import quote
+
+    ab = tonight.get("ab_report")
+    if not ab or not ab.get("experiment_id"):
+        return ""
+    href = f"../ab/{quote(str(ab['experiment_id']), safe='')}/dt={quote(tonight['run_date'], safe='')}/report.html"
+    return (f" · <a href='{_e(href)}'>A/B report {_e(ab['experiment_id'])}: {_e(ab.get('verdict'))}"
+            f"{' (final)' if ab.get('final') else ''}</a>")
+
+
 def render_page(tonight: dict, trend: list[tuple[str, dict | None]]) -> str:
     """The page of night `tonight["run_date"]`; `trend` is (night, figures or None) for the last nights, oldest
     first, ending with tonight."""
@@ -234,7 +246,7 @@ def render_page(tonight: dict, trend: list[tuple[str, dict | None]]) -> str:
              f"<p class='muted'>config {_e(tonight.get('config_fingerprint'))} · "
              f"{_num(tonight.get('wall_seconds'))} s in stages · trends over {len(trend)} nights "
              f"({_e(trend[0][0])} to {_e(trend[-1][0])}), {gaps} without reports (shaded) · "
-             "<a href='run_summary.json'>run_summary.json</a></p>")
+             "<a href='run_summary.json'>run_summary.json</a>" + _ab_link(tonight) + "</p>")
     toc = "<p>" + " · ".join(f"<a href='#s{i}'>{_e(h)}</a>" for i, (h, _) in enumerate(SECTIONS)) + "</p>"
     body = [head, intro, toc, _failure(tonight)]
     for i, (heading, plot) in enumerate(SECTIONS):
