@@ -294,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--conf", help="the nightly run's config file (the experiment's id and arms)")
     sf.add_argument("--set", action="append", metavar="KEY=VALUE")
     sf.add_argument("--seed", type=int, default=None, help="default: the shop's seed")
-    sf.add_argument("--slots", type=int, default=10, help="items shown per list (default 10)")
-    sf.add_argument("--rec-share", type=float, default=1.0, help="share of sessions shown the list (default 1)")
+    sf.add_argument("--slots", type=int, default=8, help="items shown per list (default 8)")
+    sf.add_argument("--rec-share", type=float, default=0.5, help="share of sessions shown the list (default 0.5)")
     sf.add_argument("--quality-effect", type=float, default=0.6,
                     help="how much true utility moves clicks, carts and returns (default 0.6; 0: not at all)")
     sf.add_argument("--position-decay", type=float, default=1.0, help="examination = 1 / position ** this")

@@ -38,8 +38,10 @@ UTILITY_FLOOR = -10.0  # an item the person can never pick (not listed, never se
 @dataclass(frozen=True)
 class Behaviour:
     """The storefront's knobs. Defaults give a click-through of a few percent per shown item at the top."""
-    slots: int = 10               # items shown per list (at most 30)
-    rec_share: float = 1.0        # share of browsing sessions that start on the page showing the list
+    # 8 items on half the sessions: the first simulated day's events then stay within validation's
+    # `quality.volume_max_ratio` (5x) of the generated days, whose rec block shows 4 items on 8% of sessions
+    slots: int = 8                # items shown per list (at most 30)
+    rec_share: float = 0.5        # share of browsing sessions that start on the page showing the list
     position_decay: float = 1.0
     quality_effect: float = 0.6
     click_base: float = -2.5

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import datetime as dt
 
 import numpy as np
 import pyarrow as pa
@@ -106,7 +105,3 @@ def arm_truth(data_root: str, experiment_id: str, days: list[str] | None = None)
     for arm in out.values():
         arm["two_arm_persons"] = len(two_arm)
     return out
-
-
-def day_index(start: dt.date, ds: str) -> int:
-    return (dt.date.fromisoformat(ds) - start).days
