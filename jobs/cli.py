@@ -37,6 +37,22 @@ def cmd_generate_shop(args) -> int:
     return 0
 
 
+def cmd_simulate_storefront(args) -> int:
+    from jobs.storefront import Arrivals, Behaviour, Faults, simulate_storefront
+
+    cfg = _config(args)
+    behaviour = Behaviour(slots=args.slots, rec_share=args.rec_share, quality_effect=args.quality_effect,
+                          position_decay=args.position_decay)
+    days = simulate_storefront(cfg, start=args.from_, end=args.to, behaviour=behaviour,
+                               arrivals=Arrivals(people_per_day=args.new_people_rate,
+                                                 items_per_day=args.new_items_rate),
+                               faults=Faults(srm_share=args.srm_share, two_arm_persons=args.two_arm_persons),
+                               seed=args.seed, redis_url=args.redis_url)
+    for day, s in days.items():
+        print(json.dumps(s, default=str) if args.verbose else _short(s))
+    return 0
+
+
 def _short(summary: dict) -> str:
     keep = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
     return json.dumps(keep, default=str)
@@ -302,6 +318,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gap", action="append", metavar="GAP",
                    help="plant a readiness gap for `recs assess` (repeatable): see jobs/shop/gaps.py")
     g.set_defaults(func=cmd_generate_shop)
+
+    sf = sub.add_parser("simulate-storefront", help="simulated days of a generated shop whose storefront shows the "
+                                                    "published lists (events, catalog, profiles and truth/storefront)")
+    sf.add_argument("--data-root", required=True)
+    sf.add_argument("--from", dest="from_", required=True, metavar="YYYY-MM-DD",
+                    help="first day: the day after the generated period or after the last simulated day")
+    sf.add_argument("--to", required=True, metavar="YYYY-MM-DD", help="last day (inclusive)")
+    sf.add_argument("--conf", help="the nightly run's config file (the experiment's id and arms)")
+    sf.add_argument("--set", action="append", metavar="KEY=VALUE")
+    sf.add_argument("--seed", type=int, default=None, help="default: the shop's seed")
+    sf.add_argument("--slots", type=int, default=8, help="items shown per list (default 8)")
+    sf.add_argument("--rec-share", type=float, default=0.5, help="share of sessions shown the list (default 0.5)")
+    sf.add_argument("--quality-effect", type=float, default=0.6,
+                    help="how much true utility moves clicks, carts and returns (default 0.6; 0: not at all)")
+    sf.add_argument("--position-decay", type=float, default=1.0, help="examination = 1 / position ** this")
+    sf.add_argument("--new-people-rate", type=float, default=0.003, help="arrivals per day, share of --users")
+    sf.add_argument("--new-items-rate", type=float, default=0.002, help="new items per day, share of --items")
+    sf.add_argument("--srm-share", type=float, default=None,
+                    help="plant a sample-ratio mismatch: the first arm's share of exposed persons (e.g. 0.51)")
+    sf.add_argument("--two-arm-persons", type=int, default=0, help="plant N persons shown both arms each day")
+    sf.add_argument("--redis-url", help="look up in Redis (default: export.redis_url, else the embedded store)")
+    sf.set_defaults(func=cmd_simulate_storefront)
 
     r = sub.add_parser("run", help="one nightly run for a logical date, outside Airflow")
     r.add_argument("--data-root", required=True)

@@ -56,7 +56,7 @@ def simulate_day(world: World, market: Market, d: int, rng: np.random.Generator,
 
     s = day_sessions(rng, ppl, ident, d, returns_due)
     ev, order_ids, login_step = session_events(rng, cat, ppl, ident, market, s, day_weight)
-    t_us = _event_times(rng, ev["sess"], s, day_us)
+    t_us = event_times(rng, ev["sess"], s, day_us)
     m = s.mode[ev["sess"]]
     # who: user_id from the login onwards (or the whole session when already logged in)
     logged = (m == LOGGED_IN) | (m == LOGIN_FIRST) | ((m == LOGIN_MID) & (ev["step"] >= login_step[ev["sess"]]))
@@ -73,7 +73,7 @@ def simulate_day(world: World, market: Market, d: int, rng: np.random.Generator,
                      seen_accounts=seen_accounts)
 
 
-def _event_times(rng: np.random.Generator, sess: np.ndarray, s: Sessions, day_us: int) -> np.ndarray:
+def event_times(rng: np.random.Generator, sess: np.ndarray, s: Sessions, day_us: int) -> np.ndarray:
     """Event times: lognormal gaps inside a session, the whole session inside the day."""
     n = sess.size
     starts_at = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1]]) if n else np.zeros(0, np.int64)
@@ -118,6 +118,8 @@ def _events_table(rng: np.random.Generator, world: World, s: Sessions, ev: dict[
         "email_hash": take(ident.account_email_hash, np.where(is_login, user, -1)),
         "experiment_id": take(pa.array([EXPERIMENT_ID], STRING), np.where(is_rec, 0, -1)),
         "variant": take(pa.array(VARIANTS, STRING), np.where(is_rec, ident.device_variant[dev], -1)),
+        # the block's slots are steps 10, 11, ... (`funnel._rec_block`); position 1 is shown first
+        "position": pa.array((ev["step"] - 9).astype(np.int32), mask=etype != ET["rec_impression"]),
     }
     events = pa.table(cols, schema=schemas.load("events").arrow())
     by_time = np.lexsort((np.arange(n), t_us))

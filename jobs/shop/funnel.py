@@ -59,14 +59,17 @@ class Views:
 
 
 def session_events(rng: np.random.Generator, cat: Catalog, ppl: People, ident: Identity, market: Market,
-                   s: Sessions, day_weight: np.ndarray) -> tuple[dict[str, np.ndarray], pa.Array, np.ndarray]:
-    """Every event of the day's sessions, before times and ids.
+                   s: Sessions, day_weight: np.ndarray, *, rec_block: bool = True
+                   ) -> tuple[dict[str, np.ndarray], pa.Array, np.ndarray]:
+    """Every event of the day's sessions, before times and ids. `rec_block=False` leaves out the generator's own
+    home-page recommendations (the storefront simulator shows the published lists instead).
 
     Returns (event columns sorted by session and step; the day's order ids, indexed by the `order` column;
     the step at which each session logs in, -1 if it does not)."""
     pieces = Pieces()
     views = _product_views(rng, cat, ppl, s, day_weight)
-    _rec_block(rng, cat, ppl, ident, s, views, day_weight, pieces)
+    if rec_block:
+        _rec_block(rng, cat, ppl, ident, s, views, day_weight, pieces)
     _search_or_category_page(rng, cat, ppl, s, views, pieces)
     pieces.add(views.sess, 100 + 10 * views.j, ET["product_view"], item=views.item)
     order_ids = _cart_checkout_and_returns(rng, market, cat, s, views, pieces)

@@ -27,8 +27,9 @@ from jobs.shop.truth import TRUTH_SCHEMAS, write_truth
 from jobs.storage import io
 from jobs.storage.layout import Layout
 
-__all__ = ["DEFECT_KINDS", "TRUTH_SCHEMAS", "generate_shop"]
+__all__ = ["DEFECT_KINDS", "SHOP_FILE", "TRUTH_SCHEMAS", "build_world", "generate_shop", "market_through"]
 
+SHOP_FILE = "shop.json"  # truth/shop.json: the arguments the shop's world is built from
 log = logging.getLogger(__name__)
 
 # Random stream ids, one per purpose, so that changing how one part draws leaves the others alone.
@@ -63,13 +64,14 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
     Writes
     ------
     raw/events|catalog|profiles/dt=D/part-00000.parquet (contract schemas); truth/identities,
-    truth/shared_devices, truth/persons (part-00000.parquet) and truth/defects/dt=D (`TRUTH_SCHEMAS`).
+    truth/shared_devices, truth/persons (part-00000.parquet) and truth/defects/dt=D (`TRUTH_SCHEMAS`);
+    truth/shop.json (start, days, users, items, seed: what `build_world` needs).
     """
     t0 = time.perf_counter()
     start_day = _check_args(start, days, users, items, seed, defect_rate)
     gaps = check_gaps(gaps)
     layout = Layout(data_root)
-    world = _build_world(seed, start_day, days=days, users=users, items=items)
+    world = build_world(seed, start_day, days=days, users=users, items=items)
     market = Market.opening(rng_for(seed, _STOCK), world.catalog)
     ident = world.ident
     seen_devices = np.zeros(len(ident.device_ids), dtype=bool)
@@ -95,6 +97,9 @@ def generate_shop(data_root: str, *, start: str, days: int, users: int, items: i
         _count_day(summary, ds, d, res, events, defects, snapshot.num_rows)
 
     write_truth(layout, world.people, ident, seen_devices, seen_accounts)
+    # what the world is built from, so the storefront simulator can continue this shop (`build_world`)
+    io.write_json(layout.truth(SHOP_FILE), {"start": start_day.isoformat(), "days": days, "users": users,
+                                            "items": items, "seed": seed})
     summary.update(persons=users, registered=int(world.people.registered.sum()), accounts=len(ident.account_ids),
                    devices=len(ident.device_ids), households=len(ident.household_partners),
                    kiosks=int((ident.device_kind == KIOSK).sum()),
@@ -117,12 +122,22 @@ def _check_args(start: str, days: int, users: int, items: int, seed: int, defect
     return start_day
 
 
-def _build_world(seed: int, start_day: dt.date, *, days: int, users: int, items: int) -> World:
-    """Everything fixed for the period: the catalog, the people and whose ids are whose."""
+def build_world(seed: int, start_day: dt.date, *, days: int, users: int, items: int) -> World:
+    """Everything fixed for the period: the catalog, the people and whose ids are whose. The same arguments give
+    the same world, so the storefront simulator rebuilds it from `truth/shop.json`."""
     catalog = build_catalog(rng_for(seed, _CATALOG), items=items, days=days)
     people = build_people(rng_for(seed, _PEOPLE), catalog, users=users, days=days)
     ident = build_identity(rng_for(seed, _IDENTITY), people, days=days, start_us=start_us(start_day))
     return World(start=start_day, days=days, catalog=catalog, people=people, ident=ident)
+
+
+def market_through(world: World, seed: int, last_day: int) -> Market:
+    """The catalog's prices and stock on day `last_day` (an index from the start, past the period too), replayed
+    from the same random streams the generator used, so a continuation of the shop sees the same market."""
+    market = Market.opening(rng_for(seed, _STOCK), world.catalog)
+    for d in range(last_day + 1):
+        market.step(rng_for(seed, _MARKET_DAY, d), world.catalog, d)
+    return market
 
 
 def _write_day(layout: Layout, ds: str, *, events, catalog, profiles, defects) -> None:
