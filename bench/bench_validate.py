@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     p.add_argument("--day", default="2026-10-01")
     p.add_argument("--defect-rate", type=float, default=0.02)
     p.add_argument("--work", default="/tmp/recs-bench")
+    p.add_argument("--host-note", default="shared with six other agents' jobs (2 cores): compare ratios, not seconds")
+    p.add_argument("--label", default="", help="appended to the results' title (e.g. before/after a change)")
     args = p.parse_args(argv)
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
@@ -74,8 +76,10 @@ def main(argv=None) -> int:
              f"({caught / max(planted, 1):.4%}); good rows quarantined {good_quarantined:,} / {good_rows:,} "
              f"({good_quarantined / max(good_rows, 1):.4%}); duplicates dropped {dropped:,} "
              f"(planted {planted_dup:,}); peak RSS {mem.peak_gb:.2f} GB",
-             f"per-reason counts: {summary.get('quarantine', summary.get('quarantine_counts', ''))}"]
-    append_results("bench_validate: one day of events", lines)
+             f"per-reason counts: {summary.get('quarantine', summary.get('quarantine_counts', ''))}",
+             f"validate's own timings (s, cumulative where named so): {summary.get('timings')}",
+             f"host: {args.host_note}"]
+    append_results("bench_validate: one day of events" + (f" ({args.label})" if args.label else ""), lines)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Per-day metrics of checked rows and the small frames the batch gates judge.
 
-`day_metrics` runs one Spark aggregation over a checked dataset (all pending days at once) and returns a
-plain dict per day: rows, good rows, quarantined rows, per-reason counts and, for events, volume per
+`day_metrics` runs one Spark aggregation over a checked dataset (all pending days at once; in the validate
+stage over its persisted copy) and returns a plain dict per day: rows, good rows, quarantined rows, per-reason counts and, for events, volume per
 device type and per event type, item events with unknown items and events without identity. These dicts are stored in each
 validated day's marker, so the trailing baselines of later runs come from markers, not from re-reading
 old data. `events_day_frame` turns them into one pandas row per day with the shares and ratios that the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import Column, DataFrame, functions as F
 
 from quality import rules
 from schemas import load
@@ -26,42 +26,50 @@ CATALOG_BASELINE_DAYS = 7
 CATALOG_COVERAGE_FIELDS = tuple(n for n in load("catalog").names if n not in ("item_id", "title", "is_available"))
 
 
-def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> dict[str, dict]:
+def day_metrics(checked: DataFrame, dataset: str, *, dropped: Column | None = None) -> dict[str, dict]:
     """Counts per partition day of a checked frame (output of `check_<dataset>_rows`), in one Spark job.
 
-    With `all_good` the frame holds only good rows and needs no `reasons` column (the reason counts,
-    one sum per possible reason, are skipped: that is most of the work on big frames).
+    Rows matching `dropped` (re-deliveries of an id already seen) are counted only as
+    ``duplicates_dropped``; every other figure leaves them out. Timestamps without a zone are counted over
+    all rows (``naive_timestamps``) when the frame has the flag column.
 
     Returns
     -------
     dict
-        ``{ds: {"rows", "good", "quarantined", "reasons": {reason: n}}}``; events add ``"devices"``
+        ``{ds: {"rows", "good", "quarantined", "reasons": {reason: n}, "duplicates_dropped",
+        "naive_timestamps"}}``; events add ``"devices"``
         (``{device_type or "other": rows}``), ``"event_types"`` (``{event_type or "other": rows}``),
         ``"item_events"``, ``"unknown_items"``, ``"no_identity"``;
         catalog adds ``"filled"`` (``{field: items with a value}`` for the fields of
         `CATALOG_COVERAGE_FIELDS` that the frame has).
     """
-    reasons = [] if all_good else rules.possible_reasons(dataset)
+    reasons = rules.possible_reasons(dataset)
     r = F.col(rules.REASONS)
-    aggs = [F.count(F.lit(1)).alias("rows"),
-            (F.count(F.lit(1)) if all_good else F.sum((F.size(r) == 0).cast("long"))).alias("good")]
-    aggs += [F.sum(F.array_contains(r, name).cast("long")).alias(f"r{i}") for i, name in enumerate(reasons)]
+    kept = F.lit(True) if dropped is None else ~dropped
+
+    def count(cond: Column) -> Column:
+        return F.count_if(kept & cond)
+
+    aggs = [count(F.lit(True)).alias("rows"), count(F.size(r) == 0).alias("good"),
+            (F.lit(0) if dropped is None else F.count_if(dropped)).alias("duplicates_dropped"),
+            (F.count_if(F.col(rules.NAIVE_TIME)) if rules.NAIVE_TIME in checked.columns else F.lit(0))
+            .alias("naive_timestamps")]
+    aggs += [count(F.array_contains(r, name)).alias(f"r{i}") for i, name in enumerate(reasons)]
     if dataset == "events":
         dev = F.col("device_type")
-        aggs += [F.sum((dev == d).cast("long")).alias(f"dev_{d}") for d in rules.DEVICE_TYPES]
+        aggs += [count(dev == d).alias(f"dev_{d}") for d in rules.DEVICE_TYPES]
         et = F.col("event_type")
-        aggs += [F.sum((et == t).cast("long")).alias(f"et_{i}") for i, t in enumerate(rules.EVENT_TYPES)]
+        aggs += [count(et == t).alias(f"et_{i}") for i, t in enumerate(rules.EVENT_TYPES)]
         blank = lambda c: F.col(c).isNull() | (F.trim(F.col(c)) == "")  # noqa: E731
         item_event = F.col("event_type").isin(*ITEM_EVENT_TYPES) & ~blank("item_id")
-        aggs += [F.sum(item_event.cast("long")).alias("item_events"),
-                 (F.lit(0) if all_good else F.sum(F.array_contains(r, rules.UNKNOWN_ITEM).cast("long")))
-                 .alias("unknown_items"),
-                 F.sum((blank("anonymous_id") & blank("user_id")).cast("long")).alias("no_identity")]
+        aggs += [count(item_event).alias("item_events"),
+                 count(F.array_contains(r, rules.UNKNOWN_ITEM)).alias("unknown_items"),
+                 count(blank("anonymous_id") & blank("user_id")).alias("no_identity")]
     filled = [c for c in CATALOG_COVERAGE_FIELDS if c in checked.columns] if dataset == "catalog" else []
     for c in filled:
         value = F.col(c)
         has = value.isNotNull() & (F.trim(value) != "") if load("catalog").field(c).type == "string" else value.isNotNull()
-        aggs.append(F.sum(has.cast("long")).alias(f"filled_{c}"))
+        aggs.append(count(has).alias(f"filled_{c}"))
     out = {}
     for row in checked.groupBy(rules.DT).agg(*aggs).collect():
         d = row.asDict()
@@ -80,25 +88,8 @@ def day_metrics(checked: DataFrame, dataset: str, *, all_good: bool = False) -> 
                 m[k] = int(d[k] or 0)
         if filled:
             m["filled"] = {c: int(d[f"filled_{c}"] or 0) for c in filled}
-        out[ds] = m
-    return out
-
-
-def merge_metrics(a: dict[str, dict], b: dict[str, dict], dataset: str) -> dict[str, dict]:
-    """Adds up two `day_metrics` results (e.g. of the good and of the quarantined rows)."""
-    out = {}
-    for ds in sorted(set(a) | set(b)):
-        m = empty_metrics(dataset)
-        for part in (a.get(ds), b.get(ds)):
-            if not part:
-                continue
-            for k, v in part.items():
-                if isinstance(v, dict):
-                    m.setdefault(k, {})
-                    for kk, vv in v.items():
-                        m[k][kk] = m[k].get(kk, 0) + vv
-                else:
-                    m[k] = m.get(k, 0) + v
+        m["duplicates_dropped"] = int(d["duplicates_dropped"] or 0)
+        m["naive_timestamps"] = int(d["naive_timestamps"] or 0)
         out[ds] = m
     return out
 

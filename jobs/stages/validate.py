@@ -235,7 +235,14 @@ def read_and_check(spark: SparkSession, layout: Layout, plans: list[DayPlan], q:
         else:
             catalog_items = spark.createDataFrame([], "dt string, item_id string")
         prior = _prior_event_ids(spark, layout, plans, rows["events"], len(pending_days))
-        twins, copies = rules.content_duplicates(rows["events"], q.content_duplicate_max_share)
+        # content twins need two files of one day (repeats within one file never count): skip the
+        # fingerprint aggregation, a full pass with three shuffles, when no day has more than one
+        multi_file_days = sorted(d for d in pending_days
+                                 if sum(1 for i in inspected["events"] if i.file.ds == d and i.error is None) > 1)
+        twins, copies = {}, None
+        if multi_file_days:
+            twins, copies = rules.content_duplicates(rows["events"].where(F.col(rules.DT).isin(multi_file_days)),
+                                                     q.content_duplicate_max_share)
         checked["events"] = rules.check_event_rows(
             rows["events"], catalog_items=catalog_items, late_arrival_hours=q.late_arrival_hours,
             prior_event_ids=prior, naive_timestamps=naive, content_copies=copies)
@@ -259,9 +266,9 @@ def split_all(spark: SparkSession, layout: Layout, inputs: Inputs, pending: list
     salt = "" if q.quarantine_keep_personal else _quarantine_salt(layout)
     days = sorted(p.ds for p in pending)
     for name in track(DATASETS, f"validate {len(days)} day(s): check and split rows", unit="datasets", note=str):
-        metrics[name] = split_rows(spark, name, checked=inputs.checked[name], rows=inputs.rows[name], stage=stage,
+        metrics[name] = split_rows(spark, name, checked=inputs.checked[name], stage=stage,
                                    unreadable=raw.unreadable_quarantine_rows(inputs.inspected[name]),
-                                   timings=timings, days=days, keep_personal=q.quarantine_keep_personal, salt=salt)
+                                   timings=timings, keep_personal=q.quarantine_keep_personal, salt=salt)
         for p in pending:
             m = metrics[name].get(p.ds)
             if m is None and (name == "events" or p.files[name]):
