@@ -50,7 +50,7 @@ def test_without_a_signal_it_falls_back_and_says_so():
     # the retrieval order is right here: each person buys their first candidate
     frame["label"] = np.where(frame["retrieval_rank"] == 1.0, 3, 0)
     result = train_ranker(frame, RankerConfig(**{**RANKER.__dict__, "min_gain": 0.05}), seed=42)
-    assert not result.serves and result.model is None
+    assert not result.serves
     assert "falls back to the retrieval order" in result.reason
 
 

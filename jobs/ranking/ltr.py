@@ -21,8 +21,8 @@ from jobs.ranking.features import FEATURES
 
 @dataclasses.dataclass(frozen=True)
 class RankerResult:
-    """What one night's training gives: the model (None when none could be trained or it does not beat the
-    retrieval order), the validation figures behind that decision, and the feature importances."""
+    """What one night's training gives: the model (None when none could be trained), whether it serves (it
+    beats the retrieval order), the validation figures behind that decision, and the feature importances."""
 
     model: str | None
     serves: bool
@@ -106,7 +106,7 @@ def train_ranker(frame: pd.DataFrame, ranker: RankerConfig, *, seed: int, busine
     gains = booster.feature_importance(importance_type="gain")
     total = float(gains.sum()) or 1.0
     importances = {f: round(float(g) / total, 4) for f, g in sorted(zip(FEATURES, gains), key=lambda x: -x[1])}
-    return RankerResult(model if serves else None, serves, reason, validation, importances, counts)
+    return RankerResult(model, serves, reason, validation, importances, counts)
 
 
 _BOOSTERS: dict[str, object] = {}
