@@ -21,7 +21,6 @@ pipeline's own widened temporal holdout; not issue #5's stratified protocol, whi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import sys
@@ -77,7 +76,6 @@ def prepare(shop: str, args, work: Path) -> tuple[Path, str, list[str]]:
 
 
 def ablation(frame, result, cfg, available, categories) -> list[tuple[str, dict]]:
-    import pandas as pd
 
     from jobs.evaluation.metrics import evaluate_all
     from jobs.ranking.ltr import list_figures, ordered_lists, score, split_persons
@@ -111,16 +109,25 @@ def run_shop(shop: str, args, spark) -> list[str]:
     from jobs.storage.datasets import Datasets
     from schemas.vocabulary import leaf_category_series
 
+    import json
+
     started = time.time()
     root, run_date, protocol = prepare(shop, args, Path(args.work))
     cfg = load_config(None, overrides=[*protocol, *args.set], data_root=str(root))
-    for stage in STAGES:
-        run_stage(stage, cfg, run_date, spark=spark)
-    cfg = night_config(cfg, run_date)
+    saved, saved_info = root / "ranker_frame.parquet", root / "ranker_frame.json"
+    if args.reuse_frame and saved.exists():  # the stages and the training frame of an earlier run of this script
+        cfg = night_config(cfg, run_date)
+        frame, info = pd.read_parquet(saved), json.loads(saved_info.read_text())
+    else:
+        for stage in STAGES:
+            run_stage(stage, cfg, run_date, spark=spark)
+        cfg = night_config(cfg, run_date)
+        frame, info = training_frame(spark, cfg, Datasets(str(root)), run_date)
+        if frame is None:
+            return [f"| {shop} | no training data: {info} | | | | | |"]
+        frame.to_parquet(saved)
+        saved_info.write_text(json.dumps(info))
     data = Datasets(str(root))
-    frame, info = training_frame(spark, cfg, data, run_date)
-    if frame is None:
-        return [f"| {shop} | no training data: {info} | | | | | |"]
     result = train_ranker(frame, cfg.rank.ranker, seed=cfg.seed, business=cfg.rank.business,
                           diversity=cfg.rank.diversity)
     catalog = data.validated_catalog.read_arrow(run_date, ["item_id", "is_available", "category_path"]).to_pandas()
@@ -154,6 +161,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/recs-bench")
     p.add_argument("--set", action="append", default=[], help="key=value on top of the defaults")
     p.add_argument("--no-append", action="store_true")
+    p.add_argument("--reuse-frame", action="store_true",
+                   help="reuse the training frame an earlier run saved in the shop's folder (re-runs the ablation only)")
     p.add_argument("--note", default="host shared with other agents")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -161,15 +170,18 @@ def main(argv=None) -> int:
     from jobs.config import load_config
 
     spark = spark_session(load_config(None).spark)
-    lines = ["| shop | ranking | NDCG@10 graded (vs retrieval) | NDCG@10 | MAP@10 | coverage | intra-list diversity |",
-             "|---|---|---|---|---|---|---|"]
+    header = ["| shop | ranking | NDCG@10 graded (vs retrieval) | NDCG@10 | MAP@10 | coverage | intra-list diversity |",
+              "|---|---|---|---|---|---|---|"]
+    extra = f", --set {' '.join(args.set)}" if args.set else ""
     for shop in args.shops.split(","):
-        lines += run_shop(shop.strip(), args, spark)
-        print("\n".join(lines), flush=True)
-    lines.append(f"No config file (defaults, self-tuning on); synthetic shop {args.users} users x {args.items} items x "
-                 f"{args.days} days; {args.note}.")
-    if not args.no_append:
-        append_results("bench_ranking: the learned ranker's ablation (validation persons of its training data)", lines)
+        shop_lines = [*header, *run_shop(shop.strip(), args, spark),
+                      f"No config file (defaults, self-tuning on){extra}"
+                      + (f"; synthetic shop {args.users} users x {args.items} items x {args.days} days"
+                         if shop.strip() == "synthetic" else "") + f"; {args.note}."]
+        print("\n".join(shop_lines), flush=True)
+        if not args.no_append:  # each shop as it finishes: a slow shop does not hold back the others' figures
+            append_results(f"bench_ranking ({shop.strip()}): the learned ranker's ablation "
+                           "(validation persons of its training data)", shop_lines)
     return 0
 
 

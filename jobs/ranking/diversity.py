@@ -2,9 +2,10 @@
 
 Greedy, for the first `depth` positions of one person's list: the next item is the one maximising
 
-    (1 - strength) * relevance - strength * [its leaf category is already among the items above]
+    (1 - strength) * relevance - strength * (how many items of its leaf category are already above)
 
-(relevance scaled 0..1 within the person). Items past `depth` keep their relevance order; nothing is dropped,
+(relevance scaled 0..1 within the person). The count, not a 0/1 "seen", so a weak strength lets a category's
+second item through when it is clearly better, yet keeps one category from flooding the list. Items past `depth` keep their relevance order; nothing is dropped,
 so lists stay full. strength 0 is the relevance order itself. Pure numpy.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ def mmr_order(relevance, categories, diversity: DiversityConfig) -> np.ndarray:
     if diversity.strength <= 0 or len(rel) < 2:
         return by_relevance
     codes = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)[1]
-    seen = np.zeros(codes.max() + 1, dtype=bool)
+    seen = np.zeros(codes.max() + 1, dtype=np.float64)  # items of each category already placed
     taken = np.zeros(len(rel), dtype=bool)
     order = []
     for _ in range(min(diversity.depth, len(rel))):
@@ -38,7 +39,7 @@ def mmr_order(relevance, categories, diversity: DiversityConfig) -> np.ndarray:
         pick = int(np.argmax(value))
         order.append(pick)
         taken[pick] = True
-        seen[codes[pick]] = True
+        seen[codes[pick]] += 1.0
     rest = by_relevance[~taken[by_relevance]]
     return np.concatenate([np.asarray(order, dtype=np.int64), rest])
 

@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.ranking.features import FEATURES, candidate_features, training_examples
