@@ -21,6 +21,7 @@ pipeline's own widened temporal holdout; not issue #5's stratified protocol, whi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -135,6 +136,12 @@ def run_shop(shop: str, args, spark) -> list[str]:
     categories = pd.DataFrame({"item_id": catalog["item_id"],
                                "category_path": leaf_category_series(catalog["category_path"])}).drop_duplicates("item_id")
     rows = ablation(frame, result, cfg, available, categories)
+    for strength in [float(x) for x in args.strengths.split(",") if x]:  # the diversity default's trade-off
+        c = cfg.replace(rank=dataclasses.replace(
+            cfg.rank, diversity=dataclasses.replace(cfg.rank.diversity, strength=strength)))
+        name, m = ablation(frame, result, c, available, categories)[-1]
+        print(f"{shop}: diversity strength {strength}: NDCG@10 graded {m['ndcg_graded']:.4f} binary {m['ndcg']:.4f}"
+              f" diversity {m['diversity']:.4f}", flush=True)
     base = dict(rows)["retrieval order"]
     ranker = dict(rows)["ranker"]
     lines = []
@@ -161,6 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/recs-bench")
     p.add_argument("--set", action="append", default=[], help="key=value on top of the defaults")
     p.add_argument("--no-append", action="store_true")
+    p.add_argument("--strengths", default="", help="also print the last row for these diversity strengths (a,b,...)")
     p.add_argument("--reuse-frame", action="store_true",
                    help="reuse the training frame an earlier run saved in the shop's folder (re-runs the ablation only)")
     p.add_argument("--note", default="host shared with other agents")
