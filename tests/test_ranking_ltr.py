@@ -82,3 +82,21 @@ def test_spark_partitions_score_as_the_driver_does(spark):
     on_driver = ordered_lists(frame, score(result.model, frame), business=None, diversity=None)
     expected = dict(on_driver.loc[on_driver["rank"] == 1, ["person_id", "item_id"]].to_numpy())
     assert top == expected and len(top) == 40
+
+
+@pytest.mark.spark
+def test_a_person_split_across_arrow_batches_is_reranked_whole(spark):
+    frame = _planted(30, signal=True)
+    frame["source"] = "mf"
+    result = train_ranker(frame, RANKER, seed=7)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")  # 20 rows a person: split across batches
+    try:
+        got = rerank_spark(spark.createDataFrame(frame).coalesce(1), model=result.model, business=None,
+                           diversity=DiversityConfig(strength=0.2, depth=10), spark=spark).toPandas()
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert len(got) == len(frame) and got.groupby("person_id")["item_id"].nunique().eq(20).all()
+    expected = ordered_lists(frame, score(result.model, frame), business=None,
+                             diversity=DiversityConfig(strength=0.2, depth=10))
+    first = got.loc[got["score"] == 1.0].set_index("person_id")["item_id"].sort_index()
+    assert first.equals(expected.loc[expected["rank"] == 1].set_index("person_id")["item_id"].sort_index())

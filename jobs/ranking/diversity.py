@@ -5,8 +5,8 @@ Greedy, for the first `depth` positions of one person's list: the next item is t
     (1 - strength) * relevance - strength * (how many items of its leaf category are already above)
 
 (relevance scaled 0..1 within the person). The count, not a 0/1 "seen", so a weak strength lets a category's
-second item through when it is clearly better, yet keeps one category from flooding the list. Items past `depth` keep their relevance order; nothing is dropped,
-so lists stay full. strength 0 is the relevance order itself. Pure numpy.
+second item through when it is clearly better, yet keeps one category from flooding the list. Items past `depth`
+keep their relevance order; nothing is dropped, so lists stay full. strength 0 is the relevance order itself. Pure numpy.
 """
 from __future__ import annotations
 

@@ -184,23 +184,51 @@ def validation_figures(valid: pd.DataFrame, model: str, *, ranker: RankerConfig,
     return out
 
 
+def _rerank_batch(pdf: pd.DataFrame, model: str | None, business, diversity) -> pd.DataFrame:
+    """Whole persons' candidates (sorted by person_id, item_id) -> person_id, item_id, score, source in final
+    order, score falling from 1 (first) towards 0. One model call for the batch, then one re-rank per person."""
+    relevance = score(model, pdf) if model is not None else pdf["retrieval_score"].to_numpy(dtype=np.float64)
+    persons = pdf["person_id"].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, persons[1:] != persons[:-1]])
+    ends = np.r_[starts[1:], len(pdf)]
+    rows, scores = [], []
+    for a, b in zip(starts, ends):
+        order = rerank_person(pdf.iloc[a:b], relevance[a:b], business=business, diversity=diversity)
+        rows.append(a + order)
+        scores.append(1.0 - np.arange(b - a, dtype=np.float64) / (b - a))
+    taken = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    return pd.DataFrame({"person_id": persons[taken], "item_id": pdf["item_id"].to_numpy(dtype=object)[taken],
+                         "score": np.concatenate(scores) if scores else np.zeros(0),
+                         "source": pdf["source"].to_numpy(dtype=object)[taken]})
+
+
 def rerank_spark(features, *, model: str | None, business: BusinessConfig | None,
-                 diversity: DiversityConfig | None, spark):
+                 diversity: DiversityConfig | None, spark, partitions: int | None = None):
     """Each person's candidates (the columns of `candidate_features`, with source) re-scored inside Spark:
     person_id, item_id, score, source, where score falls from 1 (first) towards 0 in the final order. Without a
-    model the relevance is the retrieval score (business terms and diversity still apply)."""
+    model the relevance is the retrieval score (business terms and diversity still apply).
+
+    `mapInPandas` over partitions clustered by person and sorted: each Arrow batch is scored in one model call;
+    a person whose rows run past the end of a batch is carried into the next one, so every person is re-ranked
+    whole."""
     shared = spark.sparkContext.broadcast(model) if model is not None else None
     schema = "person_id string, item_id string, score double, source string"
 
-    def one_person(pdf: pd.DataFrame) -> pd.DataFrame:
-        pdf = pdf.sort_values("item_id", kind="stable").reset_index(drop=True)
-        relevance = score(shared.value, pdf) if shared is not None else pdf["retrieval_score"].to_numpy()
-        order = rerank_person(pdf, relevance, business=business, diversity=diversity)
-        n = len(order)
-        return pd.DataFrame({"person_id": pdf["person_id"].to_numpy()[order],
-                             "item_id": pdf["item_id"].to_numpy()[order],
-                             "score": 1.0 - np.arange(n, dtype=np.float64) / max(n, 1),
-                             "source": pdf["source"].to_numpy()[order]})
+    def batches(frames):
+        carry = None
+        for pdf in frames:
+            pdf = pdf if carry is None else pd.concat([carry, pdf], ignore_index=True)
+            if pdf.empty:
+                continue
+            last = pdf["person_id"].iat[-1]
+            whole = (pdf["person_id"] != last).to_numpy()
+            carry = pdf[~whole].reset_index(drop=True)
+            if whole.any():
+                yield _rerank_batch(pdf[whole].reset_index(drop=True), shared and shared.value, business, diversity)
+        if carry is not None and len(carry):
+            yield _rerank_batch(carry, shared and shared.value, business, diversity)
 
     columns = ["person_id", "item_id", "source", "category", "margin_rate", "stock_qty", *FEATURES]
-    return features.select(*columns).groupBy("person_id").applyInPandas(one_person, schema)
+    clustered = (features.select(*columns).repartition(*([partitions] if partitions else []), "person_id")
+                 .sortWithinPartitions("person_id", "item_id"))
+    return clustered.mapInPandas(batches, schema)
