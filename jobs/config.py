@@ -129,11 +129,46 @@ class FiltersConfig:
 
 
 @dataclass(frozen=True)
+class RankerConfig:
+    """The learned ranker (jobs/ranking/ltr.py): trained each night on the temporal holdout, served only when it
+    beats the retrieval order on its validation persons by `min_gain` (relative NDCG@k)."""
+    enabled: bool
+    max_train_persons: int
+    validation_share: float
+    min_gain: float
+    k: int
+    trees: int
+    learning_rate: float
+    num_leaves: int
+    min_data_in_leaf: int
+
+
+@dataclass(frozen=True)
+class BusinessConfig:
+    """Bounded score adjustments after the ranker (jobs/ranking/business.py), in units of the person's 0..1
+    relevance; the total is clipped to +-max_adjustment."""
+    margin_weight: float
+    stock_weight: float
+    low_stock_qty: int
+    max_adjustment: float
+
+
+@dataclass(frozen=True)
+class DiversityConfig:
+    """MMR over leaf categories after the business terms (jobs/ranking/diversity.py); strength 0 turns it off."""
+    strength: float
+    depth: int
+
+
+@dataclass(frozen=True)
 class RankConfig:
     relevance_weight: float
     popularity_weight: float
     margin_weight: float
     max_per_category: int
+    ranker: RankerConfig
+    business: BusinessConfig
+    diversity: DiversityConfig
 
 
 @dataclass(frozen=True)

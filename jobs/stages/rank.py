@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.exclusions import excluded_pairs
+from jobs.ranking.nightly import learned_candidates
 from jobs.experiments import arm_column, outside_arm, serves_popularity, serves_previous
 from jobs.segments import GLOBAL, key_column, segment_keys
 from jobs.storage.datasets import Datasets
@@ -211,6 +212,9 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     if fallback and not fallback["per_segment"]:  # the global baseline: everyone gets the `global` list
         persons = persons.select("person_id", *[F.lit(None).cast("string").alias(d) for d in dims])
     candidates = data.candidates.read_spark(spark, run_date)
+    ranker = None
+    if not fallback:  # the learned ranker re-scores the candidates the blend below then orders (jobs/ranking/)
+        candidates, ranker = learned_candidates(spark, cfg, run_date, candidates, interactions, catalog, persons)
     previous = data.previous_candidates.read_spark(spark, run_date) if serves_previous(cfg.experiment) else None
     person_lists = arm_person_lists(candidates, persons, segment_items, bought, item_features(catalog, interactions),
                                     cfg, previous_candidates=previous)
@@ -233,6 +237,7 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
                                                 F.count("*").alias("rows")).collect()
     segment_items.unpersist()
     return {"path": out, "model_version": version, "fallback": fallback,
+            "ranker": ranker and {k: ranker[k] for k in ("serves", "reason", "path")},
             "window_days": len(window(run_date, cfg.window_days)),
             **{f"{r['subject_type']}_lists": r["lists"] for r in stats},
             **{f"{r['subject_type']}_rows": r["rows"] for r in stats}, "seconds": round(time.time() - started, 1)}

@@ -1,0 +1,197 @@
+"""The learned ranker's ablation: retrieval order; ranker; ranker + business terms; + diversity re-rank.
+
+Protocol, per shop: the nightly stages validate, stitch, interactions and tune run for the run date with no config
+file (the defaults, self-tuning on; only the shop's window and holdout length are set), so the interactions stage
+writes its temporal holdout. The rank stage's own training data is then built (`jobs.ranking.nightly.
+training_frame`: candidates of ALS fitted on the holdout's train part, features before the cut, graded labels
+after it) and the ranker is trained on its training persons; every row is measured on the validation persons
+(`rank.ranker.validation_share` of them, never trained on), re-ranking the same candidates:
+
+- NDCG@10 graded (purchase 3, cart 2, view 1; what the ranker optimises and the night's serve-or-fall-back uses),
+- NDCG@10 and MAP@10 binary against purchases and carts after the cut (the gate's truth), among the candidates,
+- catalog coverage (share of available items in any top 10) and intra-list category diversity (leaf categories).
+
+Shops: the synthetic shop (jobs.shop, small), the real shop (Online Retail, run date 2011-12-09 with a 31-day
+holdout, so the cut falls on 2011-11-08 as in its temporal protocol), MovieLens 100K (its ratings' days, the
+pipeline's own widened temporal holdout; not issue #5's stratified protocol, which has no time cut to learn from).
+
+    python bench/bench_ranking.py                # all three shops, appended to bench/RESULTS.md
+    python bench/bench_ranking.py --shops synthetic --users 2000 --items 500 --days 45 --no-append
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import append_results  # noqa: E402
+
+K = 10
+STAGES = ("validate", "stitch", "interactions", "tune")
+
+
+def prepare(shop: str, args, work: Path) -> tuple[Path, str, list[str]]:
+    """(DATA_ROOT, run date, the protocol's --set overrides) with the shop's raw inputs in place."""
+    root = work / f"ranking-{shop}"
+    if shop == "synthetic":
+        from jobs.shop import generate_shop
+
+        marker = root / f"shop-{args.users}-{args.items}-{args.days}.done"
+        if not marker.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items)
+            marker.touch()
+        import datetime as dt
+
+        run_date = (dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days - 1)).isoformat()
+        return root, run_date, [f"window_days={args.days}"]
+    if shop == "online_retail":
+        from bench.bench_online_retail import SOURCE, ensure_import
+
+        info = ensure_import(root, SOURCE)
+        import datetime as dt
+
+        window = (dt.date(2011, 12, 9) - dt.date.fromisoformat(info["first_day"])).days + 1
+        return root, "2011-12-09", [f"window_days={window}", "gate.holdout_days=31", "gate.max_holdout_days=31"]
+    if shop == "movielens":
+        from bench.bench_movielens import SOURCE
+        from jobs.importers.movielens import import_movielens
+        from jobs.storage.io import partition_dates
+        from jobs.storage.layout import Layout
+
+        if not (root / "ml.done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            import_movielens(str(SOURCE), str(root))
+            (root / "ml.done").touch()
+        days = partition_dates(Layout(str(root)).raw("events"))
+        import datetime as dt
+
+        window = (dt.date.fromisoformat(days[-1]) - dt.date.fromisoformat(days[0])).days + 1
+        return root, days[-1], [f"window_days={window}"]
+    raise ValueError(f"unknown shop {shop!r}")
+
+
+def ablation(frame, result, cfg, available, categories) -> list[tuple[str, dict]]:
+
+    from jobs.evaluation.metrics import evaluate_all
+    from jobs.ranking.ltr import list_figures, ordered_lists, score, split_persons
+
+    valid = frame[split_persons(frame["person_id"], validation_share=cfg.rank.ranker.validation_share,
+                                seed=cfg.seed)]
+    ranked = score(result.model, valid)
+    variants = [("retrieval order", -valid["retrieval_rank"].to_numpy(), None, None),
+                ("ranker", ranked, None, None),
+                ("ranker + business", ranked, cfg.rank.business, None),
+                ("ranker + business + diversity", ranked, cfg.rank.business, cfg.rank.diversity)]
+    truth = valid.loc[valid["label"] >= 2, ["person_id", "item_id"]]
+    out = []
+    for name, relevance, business, diversity in variants:
+        lists = ordered_lists(valid, relevance, business=business, diversity=diversity)
+        graded = list_figures(lists, k=K)
+        binary = evaluate_all(lists[["person_id", "item_id", "rank"]], truth, k=K, catalog=available,
+                              item_categories=categories)
+        out.append((name, {"ndcg_graded": graded["ndcg"], "ndcg": binary["ndcg_at_k"], "map": binary["map_at_k"],
+                           "coverage": binary["catalog_coverage"], "diversity": graded["diversity"]}))
+    return out
+
+
+def run_shop(shop: str, args, spark) -> list[str]:
+    import pandas as pd
+
+    from jobs.config import load_config
+    from jobs.pipeline import night_config, run_stage
+    from jobs.ranking.ltr import train_ranker
+    from jobs.ranking.nightly import training_frame
+    from jobs.storage.datasets import Datasets
+    from schemas.vocabulary import leaf_category_series
+
+    import json
+
+    started = time.time()
+    root, run_date, protocol = prepare(shop, args, Path(args.work))
+    cfg = load_config(None, overrides=[*protocol, *args.set], data_root=str(root))
+    saved, saved_info = root / "ranker_frame.parquet", root / "ranker_frame.json"
+    if args.reuse_frame and saved.exists():  # the stages and the training frame of an earlier run of this script
+        cfg = night_config(cfg, run_date)
+        frame, info = pd.read_parquet(saved), json.loads(saved_info.read_text())
+    else:
+        for stage in STAGES:
+            run_stage(stage, cfg, run_date, spark=spark)
+        cfg = night_config(cfg, run_date)
+        frame, info = training_frame(spark, cfg, Datasets(str(root)), run_date)
+        if frame is None:
+            return [f"| {shop} | no training data: {info} | | | | | |"]
+        frame.to_parquet(saved)
+        saved_info.write_text(json.dumps(info))
+    data = Datasets(str(root))
+    result = train_ranker(frame, cfg.rank.ranker, seed=cfg.seed, business=cfg.rank.business,
+                          diversity=cfg.rank.diversity)
+    catalog = data.validated_catalog.read_arrow(run_date, ["item_id", "is_available", "category_path"]).to_pandas()
+    available = catalog.loc[catalog["is_available"].fillna(False).astype(bool), "item_id"].to_numpy(dtype=object)
+    categories = pd.DataFrame({"item_id": catalog["item_id"],
+                               "category_path": leaf_category_series(catalog["category_path"])}).drop_duplicates("item_id")
+    rows = ablation(frame, result, cfg, available, categories)
+    for strength in [float(x) for x in args.strengths.split(",") if x]:  # the diversity default's trade-off
+        c = cfg.replace(rank=dataclasses.replace(
+            cfg.rank, diversity=dataclasses.replace(cfg.rank.diversity, strength=strength)))
+        name, m = ablation(frame, result, c, available, categories)[-1]
+        print(f"{shop}: diversity strength {strength}: NDCG@10 graded {m['ndcg_graded']:.4f} binary {m['ndcg']:.4f}"
+              f" diversity {m['diversity']:.4f}", flush=True)
+    base = dict(rows)["retrieval order"]
+    ranker = dict(rows)["ranker"]
+    lines = []
+    for name, m in rows:
+        lift = m["ndcg_graded"] / base["ndcg_graded"] - 1 if base["ndcg_graded"] else float("nan")
+        lines.append(f"| {shop} | {name} | {m['ndcg_graded']:.4f} ({lift:+.1%}) | {m['ndcg']:.4f} | {m['map']:.4f} "
+                     f"| {m['coverage']:.4f} | {m['diversity']:.4f} ({m['diversity'] / ranker['diversity'] - 1:+.1%} "
+                     f"vs ranker) |")
+    top = ", ".join(f"{f} {g:.2f}" for f, g in list(result.importances.items())[:4])
+    c = result.counts
+    lines.append(f"| {shop} | note | {c.get('train_persons')} train / {c.get('validation_persons')} validation persons "
+                 f"x {info['candidates_per_person']} candidates, cut {info['cutoff']}; serves: {result.serves}; "
+                 f"top features: {top}; {time.time() - started:.0f}s | | | | |")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shops", default="synthetic,online_retail,movielens")
+    p.add_argument("--users", type=int, default=5000)
+    p.add_argument("--items", type=int, default=1000)
+    p.add_argument("--days", type=int, default=60)
+    p.add_argument("--start", default="2026-08-01")
+    p.add_argument("--work", default="/tmp/recs-bench")
+    p.add_argument("--set", action="append", default=[], help="key=value on top of the defaults")
+    p.add_argument("--no-append", action="store_true")
+    p.add_argument("--strengths", default="", help="also print the last row for these diversity strengths (a,b,...)")
+    p.add_argument("--reuse-frame", action="store_true",
+                   help="reuse the training frame an earlier run saved in the shop's folder (re-runs the ablation only)")
+    p.add_argument("--note", default="host shared with other agents")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from jobs.spark import spark_session
+    from jobs.config import load_config
+
+    spark = spark_session(load_config(None).spark)
+    header = ["| shop | ranking | NDCG@10 graded (vs retrieval) | NDCG@10 | MAP@10 | coverage | intra-list diversity |",
+              "|---|---|---|---|---|---|---|"]
+    extra = f", --set {' '.join(args.set)}" if args.set else ""
+    for shop in args.shops.split(","):
+        shop_lines = [*header, *run_shop(shop.strip(), args, spark),
+                      f"No config file (defaults, self-tuning on){extra}"
+                      + (f"; synthetic shop {args.users} users x {args.items} items x {args.days} days"
+                         if shop.strip() == "synthetic" else "") + f"; {args.note}."]
+        print("\n".join(shop_lines), flush=True)
+        if not args.no_append:  # each shop as it finishes: a slow shop does not hold back the others' figures
+            append_results(f"bench_ranking ({shop.strip()}): the learned ranker's ablation "
+                           "(validation persons of its training data)", shop_lines)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

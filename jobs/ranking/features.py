@@ -1,0 +1,175 @@
+"""The learned ranker's inputs, computed on Spark: graded labels after a cut, and one feature row per candidate
+from data before it.
+
+Two callers use the same functions with a different `as_of`: training (the candidates of a model fitted on the
+temporal holdout's train part, the interactions before its cutoff, labelled with what each person did from the
+cutoff on) and scoring (tonight's candidates, the window's interactions, as of the end of the run date). Nothing
+here reads files or collects a table to the driver.
+
+Every feature is a double; a catalog column the contract leaves optional (brand, created_at) or a person without
+the history a feature needs gives a null, never an error (LightGBM routes nulls down its own branch).
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.segments import key_column
+from schemas.vocabulary import leaf_category_column
+
+# What a person did with a candidate after the cut, as a relevance grade (0: no reaction, a negative).
+GRADES: dict[str, int] = {"purchase": 3, "add_to_cart": 2, "product_view": 1, "rec_click": 1}
+
+# The ranker's features in model order (README "Ranking": one line each).
+FEATURES: tuple[str, ...] = (
+    "retrieval_score", "retrieval_rank", "retrieval_score_scaled",
+    "item_popularity", "item_popularity_recent", "item_trend", "item_popularity_segment",
+    "item_age_days", "price_vs_band",
+    "category_affinity", "brand_affinity", "days_since_category",
+    "person_items", "person_weight", "cooccurrence",
+)
+
+SECONDS_PER_DAY = 86400.0
+
+
+def graded_labels(events: DataFrame) -> DataFrame:
+    """(person_id, item_id, label): the highest `GRADES` grade of each person's item events. Pure.
+
+    `events` are person-attributed events (person_id, item_id, event_type) of the period after the cut only;
+    the caller picks that period, so no event before the cut can label a pair."""
+    grade = F.lit(0)
+    for event_type, g in sorted(GRADES.items()):
+        grade = F.when(F.col("event_type") == event_type, F.lit(g)).otherwise(grade)
+    return (events.where(F.col("person_id").isNotNull() & F.col("item_id").isNotNull())
+            .select("person_id", "item_id", grade.alias("g"))
+            .groupBy("person_id", "item_id").agg(F.max("g").cast("int").alias("label"))
+            .where(F.col("label") > 0))
+
+
+def labelled(candidates: DataFrame, labels: DataFrame) -> DataFrame:
+    """The candidates with `label` (0 where the person did nothing with the item after the cut)."""
+    return (candidates.join(labels, ["person_id", "item_id"], "left")
+            .withColumn("label", F.coalesce(F.col("label"), F.lit(0)).cast("int")))
+
+
+def _column_or_null(df: DataFrame, name: str, cast: str):
+    return F.col(name).cast(cast) if name in df.columns else F.lit(None).cast(cast)
+
+
+def _days_before(as_of_end, when):
+    return (F.unix_timestamp(as_of_end) - F.unix_timestamp(when)) / F.lit(SECONDS_PER_DAY)
+
+
+def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: DataFrame, persons: DataFrame, *,
+                       as_of: str, segment_dimensions: tuple[str, ...], recent_items: int = 5) -> DataFrame:
+    """`candidates` (person_id, item_id, score, any other columns kept) with every column of `FEATURES`, and the
+    item's leaf `category`, `margin_rate` and `stock_qty` (null when the catalog lacks them) for the re-rank. Pure.
+
+    Parameters
+    ----------
+    interactions : DataFrame
+        person_id, item_id, weight, last_time, optionally `weights` (the half-life grid of `jobs.decay`; its first
+        entry, the 7-day half-life, is the recent weight): only interactions before `as_of`.
+    catalog : DataFrame
+        item_id, category_path, optionally price, brand, created_at.
+    persons : DataFrame
+        person_id and the segment dimensions (a missing dimension column counts as unknown).
+    as_of : str
+        The day (YYYY-MM-DD) features are computed as of: the start of it (the cut) for training, the end of
+        the run date for scoring; ages and recencies count from it.
+    recent_items : int
+        How many of the person's latest items the co-occurrence feature compares each candidate with.
+    """
+    as_of_end = F.to_timestamp(F.lit(f"{as_of} 00:00:00"))
+    items = catalog.select(
+        "item_id",
+        leaf_category_column(F.col("category_path")).alias("category"),
+        _column_or_null(catalog, "brand", "string").alias("brand"),
+        F.log(_column_or_null(catalog, "price", "double")).alias("log_price"),
+        _column_or_null(catalog, "created_at", "timestamp").alias("created_at"),
+        _column_or_null(catalog, "margin_rate", "double").alias("margin_rate"),
+        _column_or_null(catalog, "stock_qty", "double").alias("stock_qty")).dropDuplicates(["item_id"])
+    recent = (F.col("weights")[0] if "weights" in interactions.columns else F.col("weight")).cast("double")
+    pairs = (interactions.select("person_id", "item_id", F.col("weight").cast("double").alias("weight"),
+                                 recent.alias("recent"), "last_time")
+             .join(F.broadcast(items), "item_id", "left"))
+
+    pop = pairs.groupBy("item_id").agg(F.log1p(F.sum("weight")).alias("item_popularity"),
+                                       F.log1p(F.sum("recent")).alias("item_popularity_recent"),
+                                       (F.sum("recent") / F.sum("weight")).alias("item_trend"))
+    person_cols = [F.col(d) if d in persons.columns else F.lit(None).cast("string").alias(d)
+                   for d in segment_dimensions]
+    segment_of = persons.select("person_id", *person_cols).select(
+        "person_id", key_column(list(segment_dimensions)).alias("segment"))
+    seg_pop = (pairs.join(segment_of, "person_id").where(F.col("segment").isNotNull())
+               .groupBy("segment", "item_id").agg(F.log1p(F.sum("weight")).alias("item_popularity_segment")))
+
+    profile = pairs.groupBy("person_id").agg(
+        F.log1p(F.count("*")).alias("person_items"), F.sum("weight").alias("total_weight"),
+        F.avg("log_price").alias("band_mean"), F.stddev_pop("log_price").alias("band_std"))
+    cat_aff = pairs.groupBy("person_id", "category").agg(F.sum("weight").alias("cat_weight"),
+                                                         F.max("last_time").alias("cat_last"))
+    brand_aff = (pairs.where(F.col("brand").isNotNull())
+                 .groupBy("person_id", "brand").agg(F.sum("weight").alias("brand_weight")))
+
+    # co-occurrence: how many persons interacted with both the candidate and one of the person's latest items,
+    # summed over those items (log-scaled); computed only for the candidates' persons.
+    latest = Window.partitionBy("person_id").orderBy(F.desc("last_time"), F.asc("item_id"))
+    mine = (pairs.join(candidates.select("person_id").distinct(), "person_id", "left_semi")
+            .withColumn("r", F.row_number().over(latest)).where(F.col("r") <= recent_items)
+            .select("person_id", F.col("item_id").alias("seed_item")))
+    by_item = pairs.select(F.col("person_id").alias("other"), "item_id")
+    # only pairs of (a seed item, a candidate item) are counted, never the whole item x item table
+    seeds = by_item.withColumnRenamed("item_id", "seed_item").join(
+        mine.select("seed_item").distinct(), "seed_item", "left_semi")
+    targets = by_item.join(candidates.select("item_id").distinct(), "item_id", "left_semi")
+    co_pairs = (seeds.join(targets, "other").where(F.col("seed_item") != F.col("item_id"))
+                .groupBy("seed_item", "item_id").agg(F.count("*").alias("n")))
+    cooc = (mine.join(co_pairs, "seed_item")
+            .join(candidates.select("person_id", "item_id"), ["person_id", "item_id"], "left_semi")
+            .groupBy("person_id", "item_id").agg(F.log1p(F.sum("n")).alias("cooccurrence")))
+
+    by_person = Window.partitionBy("person_id")
+    rank_order = Window.partitionBy("person_id").orderBy(F.desc("score"), F.asc("item_id"))
+    lo, hi = F.min("score").over(by_person), F.max("score").over(by_person)
+    out = (candidates
+           .withColumn("retrieval_score", F.col("score").cast("double"))
+           .withColumn("retrieval_rank", F.row_number().over(rank_order).cast("double"))
+           .withColumn("retrieval_score_scaled",
+                       F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0)).cast("double"))
+           .join(F.broadcast(items), "item_id", "left")
+           .join(pop, "item_id", "left")
+           .join(segment_of, "person_id", "left")
+           .join(seg_pop, ["segment", "item_id"], "left")
+           .join(profile, "person_id", "left")
+           .join(cat_aff, ["person_id", "category"], "left")
+           .join(brand_aff, ["person_id", "brand"], "left")
+           .join(cooc, ["person_id", "item_id"], "left"))
+    weight_share = F.when(F.col("total_weight") > 0, F.lit(1.0) / F.col("total_weight"))
+    return (out
+            .withColumn("item_popularity", F.coalesce("item_popularity", F.lit(0.0)))
+            .withColumn("item_popularity_recent", F.coalesce("item_popularity_recent", F.lit(0.0)))
+            .withColumn("item_popularity_segment", F.coalesce("item_popularity_segment", F.lit(0.0)))
+            .withColumn("item_age_days", _days_before(as_of_end, F.col("created_at")))
+            .withColumn("price_vs_band", (F.col("log_price") - F.col("band_mean"))
+                        / (F.coalesce(F.col("band_std"), F.lit(0.0)) + F.lit(0.25)))
+            .withColumn("category_affinity", F.coalesce(F.col("cat_weight") * weight_share, F.lit(0.0)))
+            .withColumn("brand_affinity", F.coalesce(F.col("brand_weight") * weight_share, F.lit(0.0)))
+            .withColumn("days_since_category", _days_before(as_of_end, F.col("cat_last")))
+            .withColumn("person_items", F.coalesce("person_items", F.lit(0.0)))
+            .withColumn("person_weight", F.log1p(F.coalesce("total_weight", F.lit(0.0))))
+            .withColumn("cooccurrence", F.coalesce("cooccurrence", F.lit(0.0)))
+            .select(*candidates.columns, "category", "margin_rate", "stock_qty",
+                    *[F.col(f).cast("double").alias(f) for f in FEATURES]))
+
+
+def training_examples(candidates: DataFrame, events: DataFrame, interactions: DataFrame, catalog: DataFrame,
+                      persons: DataFrame, *, cut_day: str, segment_dimensions: tuple[str, ...]) -> DataFrame:
+    """The ranker's training rows for candidates produced as of `cut_day`: features from interactions whose
+    last event is before the cut (as of the cut), `label` from person-attributed `events` on or after it. Pure.
+
+    The cut is applied here, to both inputs, so no caller can leak what happened after it into a feature."""
+    cut = F.to_timestamp(F.lit(f"{cut_day} 00:00:00"))
+    features = candidate_features(candidates, interactions.where(F.col("last_time") < cut), catalog, persons,
+                                  as_of=cut_day, segment_dimensions=segment_dimensions)
+    return labelled(features, graded_labels(events.where(F.col("event_time") >= cut)))

@@ -1,0 +1,89 @@
+import datetime as dt
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.ranking.features import FEATURES, candidate_features, graded_labels, training_examples
+
+pytestmark = pytest.mark.spark
+
+T = "person_id string, item_id string, weight double, last_time timestamp"
+
+
+def _ts(day, hour=12):
+    return dt.datetime.fromisoformat(f"{day} {hour:02d}:00:00")
+
+
+def _catalog(spark, with_optional: bool):
+    rows = [("a", "Women > Shoes", 10.0), ("b", "Women > Bags", 100.0), ("c", "Men > Hats", 20.0)]
+    if not with_optional:  # the contract's required columns only: no brand, created_at, margin, stock
+        return spark.createDataFrame(rows, "item_id string, category_path string, price double")
+    return spark.createDataFrame([(*r, "acme", _ts("2026-01-01"), 0.3, 2) for r in rows],
+                                 "item_id string, category_path string, price double, brand string, "
+                                 "created_at timestamp, margin_rate double, stock_qty int")
+
+
+def test_graded_labels_keep_the_strongest_reaction(spark):
+    events = spark.createDataFrame(
+        [("p1", "a", "product_view"), ("p1", "a", "purchase"), ("p1", "b", "add_to_cart"), ("p1", "c", "search"),
+         ("p2", "a", "product_view")], "person_id string, item_id string, event_type string")
+    got = sorted(tuple(r) for r in graded_labels(events).collect())
+    assert got == [("p1", "a", 3), ("p1", "b", 2), ("p2", "a", 1)]  # a search is no reaction to an item
+
+
+def test_training_examples_label_after_the_cut_and_feature_before_it(spark):
+    cut = "2026-03-10"
+    # p1 bought `a` before the cut and `b` after it; `b` was touched by nobody before the cut
+    interactions = spark.createDataFrame(
+        [("p1", "a", 5.0, _ts("2026-03-05")), ("p2", "a", 1.0, _ts("2026-03-06")),
+         ("p2", "b", 9.0, _ts("2026-03-12"))], T)  # this row is after the cut: it must not count
+    events = spark.createDataFrame(
+        [("p1", "a", "purchase", _ts("2026-03-05")), ("p1", "b", "purchase", _ts("2026-03-11")),
+         ("p1", "c", "product_view", _ts("2026-03-09"))],  # a view before the cut labels nothing
+        "person_id string, item_id string, event_type string, event_time timestamp")
+    candidates = spark.createDataFrame([("p1", "b", 2.0), ("p1", "c", 1.0)],
+                                       "person_id string, item_id string, score double")
+    persons = spark.createDataFrame([("p1", "DE"), ("p2", "DE")], "person_id string, country string")
+    out = {r["item_id"]: r for r in training_examples(
+        candidates, events, interactions, _catalog(spark, True), persons, cut_day=cut,
+        segment_dimensions=("country",)).collect()}
+    assert out["b"]["label"] == 3 and out["c"]["label"] == 0
+    assert out["b"]["item_popularity"] == 0.0        # p2's interaction with b after the cut is not seen
+    assert out["b"]["retrieval_rank"] == 1.0 and out["c"]["retrieval_rank"] == 2.0
+    assert out["b"]["category_affinity"] == 0.0      # p1 knew only Shoes before the cut
+    assert out["b"]["days_since_category"] is None
+
+
+def test_features_without_brand_or_price_columns_are_null_or_zero_not_errors(spark):
+    interactions = spark.createDataFrame([("p1", "a", 5.0, _ts("2026-03-05")), ("p1", "b", 1.0, _ts("2026-03-06"))], T)
+    candidates = spark.createDataFrame([("p1", "b", 2.0), ("p1", "c", 1.0), ("p9", "a", 1.0)],
+                                       "person_id string, item_id string, score double")
+    persons = spark.createDataFrame([("p1",)], "person_id string")  # no segment column at all
+    catalog = _catalog(spark, False).drop("price")
+    out = {(r["person_id"], r["item_id"]): r for r in candidate_features(
+        candidates, interactions, catalog, persons, as_of="2026-03-10",
+        segment_dimensions=("country", "device_type")).collect()}
+    assert len(out) == 3
+    row = out[("p1", "b")]
+    assert row["price_vs_band"] is None and row["brand_affinity"] == 0.0 and row["item_age_days"] is None
+    assert row["margin_rate"] is None and row["stock_qty"] is None
+    assert row["category_affinity"] == pytest.approx(1.0 / 6.0)
+    assert row["days_since_category"] == pytest.approx(3.5)   # b's category last touched 2026-03-06 12:00
+    assert out[("p1", "c")]["cooccurrence"] == 0.0             # nobody touched c
+    assert out[("p9", "a")]["person_items"] == 0.0             # no history: zeros, not a failure
+    assert set(FEATURES) <= set(out[("p1", "b")].asDict())
+
+
+def test_price_band_and_cooccurrence_see_the_persons_history(spark):
+    interactions = spark.createDataFrame(
+        [("p1", "a", 1.0, _ts("2026-03-05")), ("p2", "a", 1.0, _ts("2026-03-05")), ("p2", "c", 1.0, _ts("2026-03-05")),
+         ("p3", "a", 1.0, _ts("2026-03-05")), ("p3", "c", 1.0, _ts("2026-03-05"))], T)
+    candidates = spark.createDataFrame([("p1", "b", 2.0), ("p1", "c", 1.0)],
+                                       "person_id string, item_id string, score double")
+    persons = spark.createDataFrame([("p1", "DE")], "person_id string, country string")
+    out = {r["item_id"]: r for r in candidate_features(
+        candidates, interactions, _catalog(spark, True), persons, as_of="2026-03-10",
+        segment_dimensions=("country",)).where(F.col("person_id") == "p1").collect()}
+    assert out["b"]["price_vs_band"] > out["c"]["price_vs_band"] > 0   # p1 paid 10; c costs 20, b 100
+    assert out["c"]["cooccurrence"] > 0 and out["b"]["cooccurrence"] == 0.0  # two others had a and c
+    assert out["c"]["brand_affinity"] == 1.0 and out["c"]["item_age_days"] == pytest.approx(67.5)
