@@ -11,7 +11,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.ranking.lists import assign_segments
+from jobs.config import RankConfig
+from jobs.ranking.lists import ListInputs, assign_segments
 from jobs.segments import GLOBAL
 
 DEMOTION = 10.0  # larger than any score spread, so demoted items sort after all others
@@ -51,3 +52,11 @@ def rank_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: 
                                                      F.lit(DEMOTION)).otherwise(F.lit(0.0)))
             .withColumn("rank", F.row_number().over(in_person)).where(F.col("rank") <= top_n)
             .select("person_id", F.col("rank").cast("int"), "item_id", "score", "source"))
+
+
+def blend_lists(inputs: ListInputs, rank: RankConfig) -> DataFrame:
+    """The ranking step with the blend: `rank_person_lists` over `inputs` with the weights of `rank`."""
+    return rank_person_lists(inputs.candidates, inputs.persons, inputs.segment_items, inputs.excluded,
+                             inputs.item_features, dimensions=inputs.dimensions, top_n=inputs.top_n,
+                             relevance_weight=rank.relevance_weight, popularity_weight=rank.popularity_weight,
+                             margin_weight=rank.margin_weight, max_per_category=rank.max_per_category)

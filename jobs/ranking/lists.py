@@ -4,6 +4,8 @@ shared by the rank stage (the night's lists) and the gate (the same lists rebuil
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -88,3 +90,23 @@ def fill_length(excluded: DataFrame, top_n: int, fallback: bool) -> int:
     most_bought = (excluded.groupBy("person_id").count()
                    .agg(F.max("count")).first()[0]) or 0
     return max(2 * top_n, top_n + min(int(most_bought), FALLBACK_EXTRA_MAX))
+
+
+@dataclasses.dataclass(frozen=True)
+class ListInputs:
+    """What the ranking step turns into person lists; the same for the rank stage and the gate's holdout.
+
+    candidates: person_id, item_id, score, source (retrieval's, or none: a popularity night's lists)
+    persons: person_id and the segment `dimensions` (who gets a list, and which segment's fill)
+    segment_items: segment_key, item_id, pop_score, pop_rank (`segment_popularity`)
+    excluded: person_id, item_id (`jobs.exclusions.excluded_pairs`): never in a list
+    item_features: `item_features`
+    """
+
+    candidates: DataFrame
+    persons: DataFrame
+    segment_items: DataFrame
+    excluded: DataFrame
+    item_features: DataFrame
+    dimensions: tuple[str, ...]
+    top_n: int

@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 from jobs.config import RecsConfig
 from jobs.exclusions import excluded_pairs
 from jobs.experiments import arm_column, outside_arm, serves_popularity, serves_previous
-from jobs.ranking.blend import rank_person_lists
-from jobs.ranking.lists import fill_length, item_features, segment_popularity
+from jobs.ranking import ranker_for
+from jobs.ranking.lists import ListInputs, fill_length, item_features, segment_popularity
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
 from quality.activity import without_ids
@@ -45,6 +45,7 @@ def arm_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: D
     segment's and the global popular items minus what they bought); `previous`: the last published model's
     candidates (`previous_candidates`), ranked with `cfg.rank`."""
     exp, dims = cfg.experiment, tuple(cfg.segments.dimensions)
+    rank_lists = ranker_for(cfg)
     with_arm = persons.withColumn("variant", arm_column(exp, F.col("person_id")))
     out = None
     for arm in exp.arms:
@@ -54,10 +55,8 @@ def arm_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: D
                 "popularity": candidates.where(F.lit(False))}[arm.serves]  # popularity: the popular fill alone
         if pool is None:
             raise ValueError(f"arm {arm.name!r} serves the previous model, but no previous candidates were given")
-        lists = rank_person_lists(
-            pool.join(mine.select("person_id"), "person_id", "left_semi"), mine, segment_items, bought, features,
-            dimensions=dims, top_n=cfg.top_n, relevance_weight=r.relevance_weight,
-            popularity_weight=r.popularity_weight, margin_weight=r.margin_weight, max_per_category=r.max_per_category)
+        lists = rank_lists(ListInputs(pool.join(mine.select("person_id"), "person_id", "left_semi"), mine,
+                                      segment_items, bought, features, dimensions=dims, top_n=cfg.top_n), r)
         lists = lists.withColumn("variant", F.lit(arm.name))
         out = lists if out is None else out.unionByName(lists)
     return out
