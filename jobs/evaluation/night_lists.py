@@ -142,24 +142,33 @@ def retrieval_candidates(src: HoldoutSources, cfg: RecsConfig, *, seed: int) -> 
     return src.cached[key]
 
 
+def _fallback_length(src: HoldoutSources, cfg: RecsConfig) -> int:
+    """How many popular items each segment list holds on a fallback night (`fill_length`), for `cfg`."""
+    key = _key("fallback_length", cfg.filters, cfg.top_n)
+    if key not in src.cached:
+        src.cached[key] = fill_length(_excluded(src, cfg), cfg.top_n, True)
+    return src.cached[key]
+
+
 def _segment_items(src: HoldoutSources, cfg: RecsConfig, *, window_days: int, length: int) -> DataFrame:
     """`segment_popularity` over the `window_days` ending the day before the cutoff, `length` items per segment.
-    Built once per window and popularity settings at the longest length asked for, then cut (pop_rank is the
-    same whatever the length)."""
+    Built once per window and popularity settings, as long as a fallback night's lists (the longest asked for),
+    then cut: pop_rank does not depend on the length."""
     days = min(window_days, cfg.window_days)
     key = _key("segments", days, cfg.event_weights, cfg.segments, cfg.activity.max_weight_per_person_item)
     built = src.cached.get(key)
     if built is None or built[1] < length:
         if built is not None:
             built[0].unpersist()
+        longest = max(length, _fallback_length(src, cfg))
         start = window(src.last_train_day, days)[0]
         events = src.events.where(F.col("event_time") >= F.to_timestamp(F.lit(f"{start} 00:00:00")))
         available = src.catalog.where(F.col("is_available")).select("item_id")
         items = segment_popularity(events, available, dimensions=tuple(cfg.segments.dimensions),
                                    event_weights=cfg.event_weights.as_dict(), min_events=cfg.segments.min_events,
-                                   length=length,
+                                   length=longest,
                                    max_weight_per_person_item=cfg.activity.max_weight_per_person_item).cache()
-        src.cached[key] = built = (items, length)
+        src.cached[key] = built = (items, longest)
     return built[0].where(F.col("pop_rank") <= length)
 
 
@@ -191,16 +200,12 @@ def popularity_lists(src: HoldoutSources, cfg: RecsConfig, *, window_days: int |
     """The lists a `fallback` night publishes for the baseline of `window_days` (None: the whole window) and
     `per_segment` (else everyone gets the `global` list): the fill alone, ranked by the ranking step."""
     spark, dims = src.spark, tuple(cfg.segments.dimensions)
-    excluded = _excluded(src, cfg)
-    key = _key("fallback_length", cfg.filters, cfg.top_n)
-    if key not in src.cached:
-        src.cached[key] = fill_length(excluded, cfg.top_n, True)
     persons = (src.persons if per_segment else
                src.persons.select("person_id", *[F.lit(None).cast("string").alias(d) for d in dims]))
     inputs = ListInputs(spark.createDataFrame([], CANDIDATES_SCHEMA), persons,
                         _segment_items(src, cfg, window_days=window_days or cfg.window_days,
-                                       length=src.cached[key]),
-                        excluded, _features(src), dimensions=dims, top_n=cfg.top_n)
+                                       length=_fallback_length(src, cfg)),
+                        _excluded(src, cfg), _features(src), dimensions=dims, top_n=cfg.top_n)
     return _collect((ranker or ranker_for(cfg))(inputs, cfg.rank))
 
 
