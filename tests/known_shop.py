@@ -71,13 +71,31 @@ def write_shop(cfg, *, spark=None, run_date=RUN_DATE, test=True):
         "price": [1.0] * n_items, "is_available": [it != UNAVAILABLE for it in items]}),
         layout.validated("catalog", run_date))
     persons = [f"p{p:03d}" for p in range(n_persons)]
-    io.write_arrow_parquet(pa.table({
-        "person_id": persons, "country": ["DE" if (p // 2) % 2 else "FR" for p in range(n_persons)],
-        "device_type": [["ios", "android", None][(p // 3) % 3] for p in range(n_persons)]}),
-        layout.persons(run_date))
+    countries = ["DE" if (p // 2) % 2 else "FR" for p in range(n_persons)]
+    devices = [["ios", "android", None][(p // 3) % 3] for p in range(n_persons)]
+    io.write_arrow_parquet(pa.table({"person_id": persons, "country": countries, "device_type": devices}),
+                           layout.persons(run_date))
+    write_events(cfg, train_rows, context=dict(zip(persons, zip(countries, devices))), run_date=run_date)
     from jobs.stages import train
 
     train.run(None, cfg, run_date)
+
+
+def write_events(cfg, train_rows, *, context, run_date=RUN_DATE):
+    """The validated purchase events behind the holdout train (one per train pair, the person's id as user_id),
+    by day, and no flagged id: what the rank stage's popular fill is counted from."""
+    from schemas import load
+
+    layout, schema = Layout(cfg.data_root), load("events").arrow()
+    by_day: dict[str, list[dict]] = {}
+    for n, (person, item, *_, when) in enumerate(train_rows):
+        country, device = context[person]
+        by_day.setdefault(when.date().isoformat(), []).append({
+            "event_id": f"e{n}", "event_time": when, "event_type": "purchase", "user_id": person, "item_id": item,
+            "country": country, "device_type": device})
+    for day, rows in by_day.items():
+        io.write_arrow_parquet(pa.Table.from_pylist(rows, schema=schema), layout.validated("events", day))
+    io.write_arrow_parquet(load("flagged_ids").arrow().empty_table(), layout.partition("flagged_ids", run_date))
 
 
 def _interactions_schema():

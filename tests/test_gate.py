@@ -31,7 +31,7 @@ def test_learnable_model_passes_and_beats_every_baseline(spark, cfg):
     assert (summary["verdict"], summary["rule"]) == ("pass", "checks")
     report = read_report(cfg)
     metrics = report["metrics"]
-    assert set(metrics) == {"model", "previous_recipe", *BASELINES}
+    assert set(metrics) == {"model", "previous_recipe", "retrieval", *BASELINES}
     assert metrics["model"]["n_users"] == 90 and report["holdout"]["evaluated_persons"] == 90
     best = max(metrics[b]["ndcg_at_k"] for b in BASELINES)
     assert metrics["model"]["ndcg_at_k"] > 2 * best  # about 0.27 vs 0.07
@@ -50,12 +50,13 @@ def test_learnable_model_passes_and_beats_every_baseline(spark, cfg):
     assert report["previous"]["config_changes"]["als.iterations"] == [30, 10]
 
 
-def test_random_factors_are_refused_while_the_live_recipe_beats_popularity(cfg):
+@pytest.mark.spark
+def test_random_factors_are_refused_while_the_live_recipe_beats_popularity(spark, cfg):
     cfg = broken(gate_cfg(cfg))
     write_shop(cfg)
     publish_previous(cfg)  # a good recipe: re-scored on tonight's holdout, it beats popularity
     with pytest.raises(gate.ModelGateError) as refused:
-        gate.run(None, cfg, RUN_DATE)
+        gate.run(spark, cfg, RUN_DATE)
     message = str(refused.value)
     assert "MODEL GATE REFUSED" in message and "NOT PUBLISHED" in message
     assert "best popularity baseline" in message and f"published on {PREVIOUS_DATE}" in message
@@ -70,14 +71,15 @@ def test_random_factors_are_refused_while_the_live_recipe_beats_popularity(cfg):
     assert io.exists(f"{Layout(cfg.data_root).model(RUN_DATE)}/evaluation.json")
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("previous_iterations", [None, 0])
-def test_below_popularity_with_nothing_better_live_falls_back_to_popularity(cfg, previous_iterations):
+def test_below_popularity_with_nothing_better_live_falls_back_to_popularity(spark, cfg, previous_iterations):
     """The first night (nothing published) or a live recipe that is no better: publish popularity lists."""
     cfg = broken(gate_cfg(cfg))
     write_shop(cfg)
     if previous_iterations is not None:
         publish_previous(cfg, iterations=previous_iterations)
-    summary = gate.run(None, cfg, RUN_DATE)
+    summary = gate.run(spark, cfg, RUN_DATE)
     assert (summary["verdict"], summary["rule"]) == ("fallback", "below_popularity")
     report = read_report(cfg)
     best = max(BASELINES, key=lambda b: (report["metrics"][b]["ndcg_at_k"], b))
@@ -88,11 +90,12 @@ def test_below_popularity_with_nothing_better_live_falls_back_to_popularity(cfg,
     assert Datasets(cfg.data_root).gate_fallback(RUN_DATE) == report["fallback"]
 
 
-def test_no_test_persons_is_allowed_by_rule(cfg):
+@pytest.mark.spark
+def test_no_test_persons_is_allowed_by_rule(spark, cfg):
     cfg = broken(gate_cfg(cfg))
     write_shop(cfg, test=False)
     publish_previous(cfg)
-    summary = gate.run(None, cfg, RUN_DATE)
+    summary = gate.run(spark, cfg, RUN_DATE)
     assert (summary["verdict"], summary["rule"], summary["evaluated_persons"]) == ("pass", "too_little_data", 0)
     assert "too little data" in read_report(cfg)["reasons"][0]
 

@@ -2,7 +2,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs.config import ArmConfig, ExperimentConfig
-from jobs.stages.rank import assign_segments, rank_person_lists, segment_popularity
+from jobs.ranking.blend import rank_person_lists
+from jobs.ranking.lists import assign_segments, segment_popularity
 from tests.conftest import rows
 
 pytestmark = pytest.mark.spark

@@ -248,7 +248,7 @@ def gate(tonight: dict, trend: Trend) -> str:
                      f"the gate did not run on {tonight['run_date']}")
         series = {"model": _series(trend, lambda f: f["gate"]["metrics"]["model"]["ndcg_at_k"]),
                   "best popularity": _series(trend, lambda f: _best_baseline(f["gate"]["metrics"])),
-                  "published recipe": _series(trend, lambda f: f["gate"]["metrics"]["previous_recipe"]["ndcg_at_k"])}
+                  "published pipeline": _series(trend, lambda f: f["gate"]["metrics"]["previous_recipe"]["ndcg_at_k"])}
         _lines(past, trend, series, "NDCG on each night's holdout (dot colour: verdict)", "NDCG")
         x = np.arange(len(trend))
         for i, (_, f) in enumerate(trend):

@@ -4,135 +4,28 @@ Segment lists rank the window's most engaged-with available items per segment (`
 `device_type=ios`, `country=DE/device_type=ios`, ...); a segment needs `segments.min_events` events.
 A person's candidates are their MF candidates plus their segment's popular items (so a person with a thin
 history or no embedding still gets a full list); pairs `jobs.exclusions` rules out (returned, bought within the
-lookback) are dropped from both. Each candidate is scored
-
-    relevance_weight * mf_relevance + popularity_weight * popularity + margin_weight * margin_rate
-
-where mf_relevance is the MF score min-max scaled within the person's candidates (0 for popular fill)
-and popularity is log-scaled to 0..1. Diversity: beyond `max_per_category` items of one leaf category an
-item is demoted below every item that is not, never dropped, so lists stay full.
+lookback) are dropped from both. Each candidate is scored by the blend of `jobs.ranking.blend` (relevance,
+popularity, margin; a demotion past `max_per_category` items of one leaf category). The list-building functions
+live in `jobs.ranking`, which the gate uses to rebuild the same lists on its holdout; this module reads, calls
+them per A/B arm and writes.
 """
 from __future__ import annotations
 
 import time
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
 from jobs.exclusions import excluded_pairs
 from jobs.ranking.nightly import learned_candidates
 from jobs.experiments import arm_column, outside_arm, serves_popularity, serves_previous
-from jobs.segments import GLOBAL, key_column, segment_keys
+from jobs.ranking import ranker_for
+from jobs.ranking.lists import ListInputs, fill_length, item_features, segment_popularity
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
 from quality.activity import without_ids
 from schemas import load
-from schemas.vocabulary import leaf_category_column
-
-DEMOTION = 10.0  # larger than any score spread, so demoted items sort after all others
-
-
-def _all_present(dims: list[str]):
-    cond = F.lit(True)
-    for d in dims:
-        cond = cond & F.col(d).isNotNull()
-    return cond
-
-
-def segment_popularity(events: DataFrame, available_items: DataFrame, *, dimensions: tuple[str, ...],
-                       event_weights: dict[str, float], min_events: int, length: int,
-                       max_weight_per_person_item: float) -> DataFrame:
-    """(segment_key, item_id, pop_score, pop_rank) for the top `length` available items of each segment.
-
-    What one shopper (their user_id, else their anonymous_id) adds to an item is capped at
-    `max_weight_per_person_item`, so one cookie sending thousands of events cannot lift an item up a list.
-    Aggregates once to (dimensions..., item) and rolls that small table up to every segment key.
-    """
-    weight = F.lit(0.0)
-    for t, w in sorted(event_weights.items()):
-        if w > 0:
-            weight = F.when(F.col("event_type") == t, F.lit(float(w))).otherwise(weight)
-    shopper = F.coalesce(F.concat(F.lit("u:"), "user_id"), F.concat(F.lit("a:"), "anonymous_id"))
-    per_shopper = (events.where(F.col("item_id").isNotNull())
-                   .groupBy(shopper.alias("shopper"), *dimensions, "item_id")
-                   .agg(F.least(F.sum(weight), F.lit(float(max_weight_per_person_item))).alias("w"),
-                        F.count("*").alias("n")))
-    base = (per_shopper.groupBy(*dimensions, "item_id")
-            .agg(F.sum("w").alias("w"), F.sum("n").alias("n")).cache())
-    per_key = None
-    for dims in segment_keys(dimensions):
-        part = (base.where(_all_present(dims)).withColumn("segment_key", key_column(dims))
-                .groupBy("segment_key", "item_id").agg(F.sum("w").alias("pop_score"), F.sum("n").alias("n")))
-        per_key = part if per_key is None else per_key.unionByName(part)
-    seg_events = per_key.groupBy("segment_key").agg(F.sum("n").alias("seg_events"))
-    big_enough = seg_events.where((F.col("seg_events") >= min_events) | (F.col("segment_key") == GLOBAL))
-    order = Window.partitionBy("segment_key").orderBy(F.desc("pop_score"), F.asc("item_id"))
-    return (per_key.join(F.broadcast(big_enough.select("segment_key")), "segment_key")
-            .join(F.broadcast(available_items.select("item_id")), "item_id")
-            .where(F.col("pop_score") > 0)
-            .withColumn("pop_rank", F.row_number().over(order)).where(F.col("pop_rank") <= length)
-            .select("segment_key", "item_id", "pop_score", "pop_rank"))
-
-
-def assign_segments(persons: DataFrame, segment_items: DataFrame, *, dimensions: tuple[str, ...]) -> DataFrame:
-    """(person_id, segment_key): the most specific segment with a list that matches the person's context."""
-    keys = segment_items.select("segment_key").distinct()
-    options = [F.struct(F.lit(i).alias("priority"), key_column(dims).alias("segment_key"))
-               for i, dims in enumerate(segment_keys(dimensions))]
-    exploded = persons.select("person_id", F.explode(F.array(*options)).alias("o")).select(
-        "person_id", "o.priority", "o.segment_key").where(F.col("segment_key").isNotNull())
-    best = F.min(F.struct("priority", "segment_key")).alias("best")
-    return (exploded.join(F.broadcast(keys), "segment_key").groupBy("person_id").agg(best)
-            .select("person_id", F.col("best.segment_key").alias("segment_key")))
-
-
-def rank_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: DataFrame, bought: DataFrame,
-                      item_features: DataFrame, *, dimensions: tuple[str, ...], top_n: int, relevance_weight: float,
-                      popularity_weight: float, margin_weight: float, max_per_category: int) -> DataFrame:
-    """(person_id, rank, item_id, score, source): exactly `top_n` distinct items per person when the segment
-    lists are long enough. Pure: no I/O.
-
-    item_features: item_id, popularity (0..1), margin_rate (nullable), category (leaf).
-    """
-    person_seg = assign_segments(persons, segment_items, dimensions=dimensions)
-    # the person's segment list, and the `global` one behind it: a small segment may not fill a list alone
-    with_global = person_seg.select("person_id", F.lit(GLOBAL).alias("segment_key")).unionByName(person_seg)
-    popular = (with_global.join(segment_items, "segment_key")
-               .select("person_id", "item_id", F.lit(0.0).alias("relevance"), F.lit("popular").alias("source")))
-    by_person = Window.partitionBy("person_id")
-    lo, hi = F.min("score").over(by_person), F.max("score").over(by_person)
-    mf = candidates.select("person_id", "item_id",
-                           F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0)).alias("relevance"),
-                           F.col("source"))
-    pool = (mf.unionByName(popular)
-            .groupBy("person_id", "item_id")
-            .agg(F.max("relevance").alias("relevance"),
-                 F.min(F.when(F.col("source") != "popular", F.col("source"))).alias("mf_source"))
-            .withColumn("source", F.coalesce("mf_source", F.lit("popular"))).drop("mf_source")
-            .join(bought.select("person_id", "item_id"), ["person_id", "item_id"], "left_anti")
-            .join(F.broadcast(item_features), "item_id"))
-    score = (F.lit(relevance_weight) * F.col("relevance") + F.lit(popularity_weight) * F.col("popularity")
-             + F.lit(margin_weight) * F.coalesce(F.col("margin_rate"), F.lit(0.0)))
-    in_category = Window.partitionBy("person_id", "category").orderBy(F.desc("s"), F.asc("item_id"))
-    in_person = Window.partitionBy("person_id").orderBy(F.desc("score"), F.asc("item_id"))
-    return (pool.withColumn("s", score)
-            .withColumn("score", F.col("s") - F.when(F.row_number().over(in_category) > max_per_category,
-                                                     F.lit(DEMOTION)).otherwise(F.lit(0.0)))
-            .withColumn("rank", F.row_number().over(in_person)).where(F.col("rank") <= top_n)
-            .select("person_id", F.col("rank").cast("int"), "item_id", "score", "source"))
-
-
-def item_features(catalog: DataFrame, interactions: DataFrame) -> DataFrame:
-    """item_id, popularity (log-scaled 0..1 over the window), margin_rate, category (leaf of category_path)."""
-    pop = interactions.groupBy("item_id").agg(F.log1p(F.sum("weight")).alias("lp"))
-    top = pop.agg(F.max("lp").alias("top"))
-    return (catalog.where(F.col("is_available")).select(
-                "item_id", "margin_rate",
-                leaf_category_column(F.col("category_path")).alias("category"))
-            .join(pop, "item_id", "left").crossJoin(F.broadcast(top))
-            .select("item_id", "margin_rate", "category",
-                    F.coalesce(F.col("lp") / F.col("top"), F.lit(0.0)).alias("popularity")))
 
 
 def override_rank(cfg: RecsConfig, overrides: tuple[str, ...]):
@@ -153,6 +46,7 @@ def arm_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: D
     segment's and the global popular items minus what they bought); `previous`: the last published model's
     candidates (`previous_candidates`), ranked with `cfg.rank`."""
     exp, dims = cfg.experiment, tuple(cfg.segments.dimensions)
+    rank_lists = ranker_for(cfg)
     with_arm = persons.withColumn("variant", arm_column(exp, F.col("person_id")))
     out = None
     for arm in exp.arms:
@@ -162,26 +56,11 @@ def arm_person_lists(candidates: DataFrame, persons: DataFrame, segment_items: D
                 "popularity": candidates.where(F.lit(False))}[arm.serves]  # popularity: the popular fill alone
         if pool is None:
             raise ValueError(f"arm {arm.name!r} serves the previous model, but no previous candidates were given")
-        lists = rank_person_lists(
-            pool.join(mine.select("person_id"), "person_id", "left_semi"), mine, segment_items, bought, features,
-            dimensions=dims, top_n=cfg.top_n, relevance_weight=r.relevance_weight,
-            popularity_weight=r.popularity_weight, margin_weight=r.margin_weight, max_per_category=r.max_per_category)
+        lists = rank_lists(ListInputs(pool.join(mine.select("person_id"), "person_id", "left_semi"), mine,
+                                      segment_items, bought, features, dimensions=dims, top_n=cfg.top_n), r)
         lists = lists.withColumn("variant", F.lit(arm.name))
         out = lists if out is None else out.unionByName(lists)
     return out
-
-
-FALLBACK_EXTRA_MAX = 100  # how far past top_n popular lists reach on a fallback night, for heavy buyers
-
-
-def _fill_length(excluded: DataFrame, top_n: int, fallback: bool) -> int:
-    """How many popular items each segment list holds. With the model, 2 x top_n (its candidates fill the
-    rest); on a fallback night popular items are all there is, so also as many as anyone has excluded (capped)."""
-    if not fallback:
-        return 2 * top_n
-    most_bought = (excluded.groupBy("person_id").count()
-                   .agg(F.max("count")).first()[0]) or 0
-    return max(2 * top_n, top_n + min(int(most_bought), FALLBACK_EXTRA_MAX))
 
 
 def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
@@ -203,7 +82,7 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
                                        event_weights=cfg.event_weights.as_dict(),
                                        min_events=cfg.segments.min_events,
                                        # a popularity arm's lists are popular items alone, as on a fallback night
-                                       length=_fill_length(bought, cfg.top_n,
+                                       length=fill_length(bought, cfg.top_n,
                                                            fallback is not None or serves_popularity(cfg.experiment)),
                                        max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
