@@ -205,10 +205,11 @@ def shop(work: Path, spark, *, users: int, items: int, days: int, seed: int) -> 
             f"{new_rate:.4f} | {rand_rate:.4f} (random same-leaf item) | **{ratio:.2f}x** (target 5x) |"]
     for r in rows:
         print(r, flush=True)
+    coverage = summary["stages"]["publish"].get("coverage") or {}
     note = (f"{users} users x {items} items x {days} days (seed {seed}), cut {cut}, night {seconds:.0f} s, "
             f"status {summary['status']}; retrieve content items {summary['stages']['retrieve'].get('cold_items')}; "
             f"rank cap {summary['stages']['rank'].get('coverage_cap')}; publish coverage: "
-            f"{ {k: (summary['stages']['publish'].get('coverage') or {}).get(k) for k in ('catalog_coverage', 'exposure_gini')} }")
+            f"catalog coverage {coverage.get('catalog_coverage')}, exposure Gini {coverage.get('exposure_gini')}")
     print(note, flush=True)
     return rows, {"note": note, "shop_ratio": new_ndcg / new_pop, "item_ratio": ratio}
 
@@ -224,11 +225,12 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/recs-bench/coldstart")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
-    from jobs.spark import get_spark
+    from jobs.config import load_config
+    from jobs.spark import spark_session
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    spark = get_spark("local[2]", shuffle_partitions=4, driver_memory="3g")
+    spark = spark_session(load_config(overrides=["spark.shuffle_partitions=4"]).spark, "bench_coldstart")
     lines = ["Host shared with other agents' jobs (busy): compare within a row, not across runs."]
     if args.only in (None, "movielens"):
         if not ML_SOURCE.exists():
