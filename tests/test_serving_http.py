@@ -111,7 +111,8 @@ def test_any_configured_dimension_and_a_stored_profile_reach_both_stores_over_ht
     from jobs.serving import redis_store
 
     recs = [("person", "p1", 1, "i1", 0.9), ("segment", "global", 1, "i9", 5.0),
-            ("segment", "entry_source=email", 1, "i5", 4.0), ("segment", "age_band=25-34", 1, "i4", 3.0), ("segment", "entry_source=email/age_band=25-34", 1, "i3", 2.0)]
+            ("segment", "entry_source=email", 1, "i5", 4.0), ("segment", "age_band=25-34", 1, "i4", 3.0),
+            ("segment", "entry_source=email/age_band=25-34", 1, "i3", 2.0)]
     r, ids = frames(spark, recs)
     contexts = spark.createDataFrame([("profile:newbie", '{"age_band": "25-34", "gender": null}')],
                                      "subject_key string, items string")
