@@ -33,7 +33,7 @@ def latest_profiles(profiles: DataFrame | None) -> DataFrame | None:
     order = Window.partitionBy("user_id").orderBy(F.desc("day"), F.desc_nulls_last("signup_time"))
     return (profiles.withColumn("day", day).withColumn("n", F.row_number().over(order)).where(F.col("n") == 1)
             .select("user_id", "age_band", "gender",
-                    F.element_at("declared_categories", 1).alias("declared_category"),
+                    F.try_element_at("declared_categories", F.lit(1)).alias("declared_category"),
                     F.col("country").alias("profile_country")))
 
 
