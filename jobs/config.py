@@ -126,6 +126,7 @@ class ContentConfig:
     min_interactions: int   # an item keeps its learned vector once this many persons interacted with it
     ridge_alpha: float
     max_features: int
+    norm_quantile: float    # content vectors get this quantile of the learned vectors' lengths (0: as predicted)
 
 
 @dataclass(frozen=True)

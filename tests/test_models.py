@@ -114,12 +114,14 @@ def test_content_vectors_place_items_with_too_little_history_by_their_attributes
     vecs = np.array([[1, 0], [1, 0.2], [0, 1], [0.2, 1], [-5, -5]], dtype=np.float32)
     keep, cold_ids, cold_vecs, summary = content_items(
         catalog, ids, vecs, {"a": 9, "b": 9, "c": 9, "d": 9, "thin": 1}, min_interactions=5, alpha=0.1,
-        max_features=100)
+        max_features=100, norm_quantile=0.5)
     assert sorted(keep) == ["a", "b", "c", "d"] and sorted(cold_ids) == ["new1", "new2", "thin"]
     got = dict(zip(cold_ids, cold_vecs))
     assert got["new1"][0] > got["new1"][1] and got["new2"][1] > got["new2"][0]  # boots like boots, caps like caps
     assert got["thin"][0] > 0  # its few interactions' vector (-5, -5) is replaced
     assert summary["fitted_on"] == 4 and summary["replaced_learned"] == 1
+    learned = np.linalg.norm(vecs[:4], axis=1)  # rescaled to the median length of the learned vectors
+    np.testing.assert_allclose(np.linalg.norm(cold_vecs, axis=1), np.quantile(learned, 0.5), rtol=1e-5)
 
 
 def test_content_tokens_tell_two_new_items_of_one_category_apart():

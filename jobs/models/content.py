@@ -119,13 +119,16 @@ def fit_content_model(tokens: list[list[str]], vectors: np.ndarray, *, alpha: fl
 
 
 def content_items(catalog, model_ids: np.ndarray, model_vectors: np.ndarray, interactions_per_item: dict,
-                  *, min_interactions: int, alpha: float, max_features: int
+                  *, min_interactions: int, alpha: float, max_features: int, norm_quantile: float
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The rule for which vector an item is searched by, and the content vectors.
 
     An item keeps its learned (ALS) vector once at least `min_interactions` persons interacted with it in the
     window; any other available item (new, or trained on too few persons to trust) gets the content vector
-    predicted from its attributes by a ridge model fitted on the items that keep theirs.
+    predicted from its attributes by a ridge model fitted on the items that keep theirs, rescaled to the
+    `norm_quantile` quantile of the learned vectors' lengths (0: not rescaled). Why rescale: a ridge prediction
+    shrinks toward the mean, and under inner-product search a short vector loses to every established item;
+    rescaled, a new item competes like a well-liked item of its kind until its own history takes over.
 
     Returns (learned ids to keep, content ids, content vectors, summary)."""
     cat = catalog.to_pandas() if hasattr(catalog, "to_pandas") else catalog
@@ -147,6 +150,9 @@ def content_items(catalog, model_ids: np.ndarray, model_vectors: np.ndarray, int
                               alpha=alpha, max_features=max_features)
     cold_ids = cat["item_id"].to_numpy(object)[cold_mask]
     vectors = model.predict([tokens[i] for i in np.flatnonzero(cold_mask).tolist()])
+    if norm_quantile > 0:
+        target = float(np.quantile(np.linalg.norm(model_vectors[warm], axis=1), norm_quantile))
+        vectors *= (target / np.maximum(np.linalg.norm(vectors, axis=1), 1e-12))[:, None]
     summary.update(features=len(model.vocabulary), content_items=int(len(cold_ids)),
                    replaced_learned=int(np.isin(cold_ids, model_ids).sum()))
     return model_ids[counts >= min_interactions], cold_ids, vectors, summary

@@ -202,7 +202,7 @@ def _item_index(cfg: RecsConfig, catalog, available, items: Factors, per_item: d
     c = cfg.content
     keep, content_ids, content_vectors, summary = content_items(
         catalog, items.ids, items.vectors, per_item, min_interactions=c.min_interactions, alpha=c.ridge_alpha,
-        max_features=c.max_features)
+        max_features=c.max_features, norm_quantile=c.norm_quantile)
     rows = np.flatnonzero(np.isin(items.ids, keep))
     no_persons = Factors(np.zeros(0, dtype=object), np.zeros((0, items.vectors.shape[1]), np.float32))
     learned = MFModel(no_persons, Factors(items.ids[rows], items.vectors[rows]))
