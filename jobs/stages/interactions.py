@@ -122,6 +122,8 @@ def active_persons(events: DataFrame) -> DataFrame:
     """One row per person seen in the window: the latest known value of each event context dimension
     (`jobs.coldstart.EVENT_DIMENSIONS`: country, device_type, entry_source), first and last time."""
     def latest(c: str):
+        if c not in events.columns:  # a context the events do not carry (older frames): unknown
+            return F.lit(None).cast("string").alias(c)
         return F.max_by(F.col(c), F.when(F.col(c).isNotNull(), F.col("event_time"))).alias(c)
 
     return (events.where(F.col("person_id").isNotNull())
