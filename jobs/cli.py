@@ -166,13 +166,14 @@ def cmd_rollback(args) -> int:
 
 
 def cmd_lookup(args) -> int:
+    from jobs.segments import KNOWN_DIMENSIONS
     from jobs.storage.layout import Layout
     from jobs.serving.http import open_reader
 
     reader = open_reader(Layout(args.data_root).kv(), args.redis_url)
     for id_ in args.ids:
         started = time.perf_counter()
-        ans = reader.lookup(id_, country=args.country, device_type=args.device_type, k=args.k)
+        ans = reader.lookup(id_, context={d: getattr(args, d) for d in KNOWN_DIMENSIONS}, k=args.k)
         if args.json:
             print(json.dumps(ans))
         else:
@@ -391,8 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     lk = sub.add_parser("lookup", help="what the storefront would get for an id")
     lk.add_argument("--data-root", required=True)
     lk.add_argument("ids", nargs="+", metavar="ID")
-    lk.add_argument("--country")
-    lk.add_argument("--device-type")
+    from jobs.segments import KNOWN_DIMENSIONS
+
+    for dim in KNOWN_DIMENSIONS:  # the lookup context: any segment dimension
+        lk.add_argument("--" + dim.replace("_", "-"), dest=dim)
     lk.add_argument("-k", type=int, default=None, help="items to return (default: the whole list)")
     lk.add_argument("--json", action="store_true")
     lk.add_argument("--redis-url", help="read the Redis export instead of the embedded store")

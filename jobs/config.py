@@ -122,6 +122,29 @@ class CandidatesConfig:
 
 
 @dataclass(frozen=True)
+class ContentConfig:
+    """Content vectors for items with too little history (`jobs.models.content`)."""
+    min_interactions: int   # an item keeps its learned vector once this many persons interacted with it
+    ridge_alpha: float
+    max_features: int
+    norm_quantile: float    # content vectors get this quantile of the learned vectors' lengths (0: as predicted)
+
+
+@dataclass(frozen=True)
+class CoverageConfig:
+    """The long-tail control on published person lists (`jobs.coverage`)."""
+    max_item_share: float   # no item in more than this share of the person lists (0: off)
+    pool_extra: int         # ranked items per person beyond top_n that may replace capped ones
+
+
+@dataclass(frozen=True)
+class ColdStartConfig:
+    """New shoppers and thin histories (`jobs.coldstart`)."""
+    thin_history_events: int  # a person with fewer events blends their profile's list into their own
+    profile_weight: float     # how much the profile's list weighs for a person with no history at all
+
+
+@dataclass(frozen=True)
 class FiltersConfig:
     """What never reaches a person's list (`jobs.exclusions`)."""
     bought_lookback_days: int
@@ -348,6 +371,9 @@ class RecsConfig:
     identity: IdentityConfig
     als: AlsConfig
     candidates: CandidatesConfig
+    content: ContentConfig
+    coverage: CoverageConfig
+    coldstart: ColdStartConfig
     filters: FiltersConfig
     rank: RankConfig
     gate: GateConfig
@@ -535,7 +561,12 @@ def load_config(conf_file: str | Path | None = None, overrides: typing.Iterable[
         tree["data_root"] = str(data_root)
     tree["pinned"] = sorted(pinned)
     cfg = _build(RecsConfig, tree)
+    from jobs.segments import check_dimensions
     from jobs.experiments import check_experiment
 
     check_experiment(cfg.experiment)
+    try:
+        check_dimensions(cfg.segments.dimensions)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg

@@ -8,7 +8,15 @@ that a lookup stays a millisecond affair.
 """
 from __future__ import annotations
 
+import json
+
 GLOBAL = "global"
+# what a segment list may be keyed by (`segments.dimensions`): context the events and the lookup carry, and the
+# profile's (`declared_category`: the first category declared at onboarding); see jobs/coldstart.py
+EVENT_DIMENSIONS = ("country", "device_type", "entry_source")
+PROFILE_DIMENSIONS = ("age_band", "gender", "declared_category")
+KNOWN_DIMENSIONS = EVENT_DIMENSIONS + PROFILE_DIMENSIONS
+PROFILE_KEY_PREFIX = "profile:"  # the kv key of a user's profile context (beside `person:` and `segment:`)
 _ESCAPES = (("%", "%25"), ("/", "%2F"), ("=", "%3D"))  # `%` first, so escapes are never escaped twice
 
 
@@ -67,3 +75,15 @@ def known_context_keys(frame, dimensions: tuple[str, ...]):
         joined = (key + "/" + part).where(key.notna(), part)
         key = key.where(part.isna(), joined)
     return key
+
+
+def check_dimensions(dimensions) -> None:
+    unknown = [d for d in dimensions if d not in KNOWN_DIMENSIONS]
+    if unknown:
+        raise ValueError(f"segments.dimensions: {unknown} not known; segment dimensions are any of "
+                         f"{list(KNOWN_DIMENSIONS)}")
+
+
+def decode_context(raw: str | None) -> dict:
+    """A stored profile context (JSON {dimension: value}) without its empty values."""
+    return {k: v for k, v in json.loads(raw).items() if v} if raw else {}

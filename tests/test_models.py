@@ -95,24 +95,47 @@ def test_factors_round_trip_through_arrow():
     np.testing.assert_array_equal(back.vectors, f.vectors)
 
 
-def test_cold_items_borrow_vectors_from_their_category_and_brand():
+def test_content_vectors_place_items_with_too_little_history_by_their_attributes():
+    """Only the required catalog columns (no brand, no description): the category path alone places a new item;
+    an item with too few interactions is searched by its content vector too; an unavailable one not at all."""
     import pandas as pd
 
-    from jobs.models.content import cold_item_vectors
+    from jobs.models.content import content_items
 
     catalog = pd.DataFrame({
-        "item_id": ["a", "b", "c", "new1", "new2", "new3", "gone"],
-        "category_path": ["W > Shoes > Boots", "W > Shoes > Boots", "M > Hats > Caps", "W > Shoes > Boots",
-                          "W > Shoes > Heels", "K > Toys > Cars", "W > Shoes > Boots"],
-        "brand": ["x", "y", "x", "x", None, "z", "x"],
-        "is_available": [True, True, True, True, True, True, False]})
-    ids = np.array(["a", "b", "c"], dtype=object)
-    vecs = np.array([[1, 0], [0, 1], [5, 5]], dtype=np.float32)
-    cold_ids, cold_vecs = cold_item_vectors(catalog, ids, vecs)
-    got = dict(zip(cold_ids, map(tuple, cold_vecs)))
-    assert got["new1"] == (1.0, 0.0)           # same leaf + brand as a
-    assert got["new2"] == (0.5, 0.5)           # only the top-level category W matches: mean of a, b
-    assert "new3" not in got and "gone" not in got  # no neighbour; unavailable
+        "item_id": ["a", "b", "c", "d", "thin", "new1", "new2", "gone"],
+        "title": ["Red boots", "Black boots", "Wool cap", "Cotton cap", "Blue boots", "Green boots", "Straw cap",
+                  "Old boots"],
+        "category_path": ["W > Shoes > Boots", "W > Shoes > Boots", "M > Hats > Caps", "M > Hats > Caps",
+                          "W > Shoes > Boots", "W > Shoes > Boots", "M > Hats > Caps", "W > Shoes > Boots"],
+        "price": [50.0, 60.0, 10.0, 12.0, 55.0, 58.0, 11.0, 40.0],
+        "is_available": [True, True, True, True, True, True, True, False]})
+    ids = np.array(["a", "b", "c", "d", "thin"], dtype=object)
+    vecs = np.array([[1, 0], [1, 0.2], [0, 1], [0.2, 1], [-5, -5]], dtype=np.float32)
+    keep, cold_ids, cold_vecs, summary = content_items(
+        catalog, ids, vecs, {"a": 9, "b": 9, "c": 9, "d": 9, "thin": 1}, min_interactions=5, alpha=0.1,
+        max_features=100, norm_quantile=0.5)
+    assert sorted(keep) == ["a", "b", "c", "d"] and sorted(cold_ids) == ["new1", "new2", "thin"]
+    got = dict(zip(cold_ids, cold_vecs))
+    assert got["new1"][0] > got["new1"][1] and got["new2"][1] > got["new2"][0]  # boots like boots, caps like caps
+    assert got["thin"][0] > 0  # its few interactions' vector (-5, -5) is replaced
+    assert summary["fitted_on"] == 4 and summary["replaced_learned"] == 1
+    learned = np.linalg.norm(vecs[:4], axis=1)  # rescaled to the median length of the learned vectors
+    np.testing.assert_allclose(np.linalg.norm(cold_vecs, axis=1), np.quantile(learned, 0.5), rtol=1e-5)
+
+
+def test_content_tokens_tell_two_new_items_of_one_category_apart():
+    import pandas as pd
+
+    from jobs.models.content import item_tokens
+
+    catalog = pd.DataFrame({"item_id": ["x", "y"], "category_path": ["W > Shoes", "W > Shoes"],
+                            "brand": ["Acme", None], "price": [5.0, 500.0],
+                            "description": ["Soft leather", None]})
+    x, y = item_tokens(catalog)
+    assert "c1:w>shoes" in x and "c1:w>shoes" in y
+    assert {"brand:acme", "w:soft", "w:leather"} <= set(x) and not any(t.startswith("brand:") for t in y)
+    assert [t for t in x if t.startswith("price:")] != [t for t in y if t.startswith("price:")]
 
 
 def test_index_plan_follows_the_table_and_the_overrides():

@@ -38,6 +38,19 @@ def _purchases(rows: list[tuple]) -> pa.Table:
                      "returned": [r[3] for r in rows]}, schema=schema)
 
 
+def _interactions(items: np.ndarray, per_item: int) -> pa.Table:
+    """`per_item` persons per item: enough history for every item to keep its learned vector (content.*)."""
+    schema = load("interactions").arrow()
+    n = len(items) * per_item
+    cols = {f.name: pa.nulls(n, f.type) for f in schema}
+    cols["person_id"] = pa.array([f"p{j % N_PERSONS:04d}" for j in range(n)], pa.string())
+    cols["item_id"] = pa.array(np.repeat(items, per_item).tolist(), pa.string())
+    cols["weight"] = pa.array(np.ones(n), pa.float64())
+    cols["purchased"] = pa.array(np.zeros(n, bool))
+    cols["last_time"] = pa.array(np.full(n, np.datetime64("2026-03-01", "us")), schema.field("last_time").type)
+    return pa.table(cols, schema=schema)
+
+
 @pytest.fixture
 def night(cfg):
     """A trained model (random factors), a catalog with unavailable items and a purchase history with
@@ -62,6 +75,7 @@ def night(cfg):
                  (person, top[2], recent, False), (person, top[3], recent, False),  # bought recently
                  (person, top[4], long_ago, False)]  # bought 99 days before D
     data.purchases.write_arrow(_purchases(rows), RUN_DATE)
+    data.interactions.write_arrow(_interactions(items, per_item=5), RUN_DATE)  # every item keeps its learned vector
     return {"model": model, "data": data, "unavailable": unavailable, "purchases": pd.DataFrame(
         rows, columns=["person_id", "item_id", "last_purchase_time", "returned"])}
 

@@ -105,6 +105,35 @@ def test_bad_requests_get_a_json_400(spark, tmp_path, query, message):
     assert status == 400 and body["status"] == 400 and message in body["error"]
 
 
+def test_any_configured_dimension_and_a_stored_profile_reach_both_stores_over_http(spark, tmp_path, redis_url):
+    """A new segment dimension (entry_source) and a profile dimension (age_band) end to end: the query parameter,
+    the profile context a version keeps for a user_id with no person, the request overriding the profile."""
+    from jobs.serving import redis_store
+
+    recs = [("person", "p1", 1, "i1", 0.9), ("segment", "global", 1, "i9", 5.0),
+            ("segment", "entry_source=email", 1, "i5", 4.0), ("segment", "age_band=25-34", 1, "i4", 3.0),
+            ("segment", "entry_source=email/age_band=25-34", 1, "i3", 2.0)]
+    r, ids = frames(spark, recs)
+    contexts = spark.createDataFrame([("profile:newbie", '{"age_band": "25-34", "gender": null}')],
+                                     "subject_key string, items string")
+    meta = {"run_date": "2026-01-01", "top_n": 2, "segment_dimensions": ["entry_source", "age_band"]}
+    kv = str(tmp_path / "kv")
+    version = kvstore.build_version(spark, r, ids, kv, meta=meta, contexts=contexts)
+    kvstore.switch_current(kv, version)
+    redis_store.build_version(r, ids, redis_url, version=version, meta=meta, manifest=kvstore.manifest(kv, version),
+                              contexts=contexts)
+    redis_store.switch_current(redis_url, version)
+    expected = {"zz?entry_source=email": "segment:entry_source=email", "newbie": "segment:age_band=25-34",
+                "newbie?entry_source=email": "segment:entry_source=email/age_band=25-34",
+                "zz": "segment:global", "u1": "person"}
+    for opts in (ServeOptions(kv_root=kv), ServeOptions(kv_root=kv, redis_url=redis_url)):
+        with serving(opts) as base:
+            for path, source in expected.items():
+                status, body = get(f"{base}/recommendations/{path}")
+                assert (status, body["source"]) == (200, source), (opts.redis_url, path, body)
+    assert kvstore.KVReader(kv).lookup("newbie", age_band="45-54")["source"] == "segment:global"  # request wins
+
+
 def test_wrong_route_method_and_missing_id_are_json(spark, tmp_path):
     kv = str(tmp_path / "kv")
     publish(spark, kv)

@@ -1,6 +1,7 @@
 """`recs serve`: the key-value lookup over HTTP, an ASGI app (Starlette) on uvicorn (uvloop, httptools).
 
-GET /recommendations/{id}?country=&device_type=&k=  -> the same JSON object as `recs lookup --json`
+GET /recommendations/{id}?country=&device_type=&entry_source=&...&k=  -> the same JSON object as `recs lookup --json`
+    (context: any segment dimension of `jobs.coldstart.KNOWN_DIMENSIONS`)
 GET /health    -> 200 only when a real lookup (an unknown id, so the `global` list) succeeds, else 503
 GET /metrics   -> request counts and latency histograms in the Prometheus text format, summed over workers
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import msgspec
 
+from jobs.segments import KNOWN_DIMENSIONS
 from jobs.serving import kvstore
 from schemas.vocabulary import COUNTRY_CODES, DEVICE_TYPES
 
@@ -39,7 +41,8 @@ log = logging.getLogger("recs.serve")
 access_log = logging.getLogger("recs.access")
 
 HEALTH_PROBE_ID = "__recs_health_probe__"  # no shopper has it, so the probe exercises the `global` fallback
-QUERY_PARAMETERS = ("country", "device_type", "k")
+QUERY_PARAMETERS = (*KNOWN_DIMENSIONS, "k")
+MAX_CONTEXT_LENGTH = 128
 MAX_ID_LENGTH = 256
 
 
@@ -109,11 +112,11 @@ class _EmbeddedSource:
                     raise StoreUnavailable(str(exc)) from exc
         return self.reader
 
-    async def lookup(self, id_: str, country: str | None, device_type: str | None, k: int | None) -> dict:
+    async def lookup(self, id_: str, context: dict, k: int | None) -> dict:
         reader = self._current_reader()
         _check_k(k, reader.meta)
         try:  # a point read of microseconds: on the loop itself, no thread hop
-            return reader.lookup(id_, country=country, device_type=device_type, k=k)
+            return reader.lookup(id_, context=context, k=k)
         except (sqlite3.Error, LookupError) as exc:
             raise StoreUnavailable(f"key-value version {reader.version}: {exc}") from exc
 
@@ -153,14 +156,13 @@ class _RedisSource:
                     raise StoreUnavailable(_redis_error(exc)) from exc
         return self.reader
 
-    async def lookup(self, id_: str, country: str | None, device_type: str | None, k: int | None) -> dict:
+    async def lookup(self, id_: str, context: dict, k: int | None) -> dict:
         import redis
 
         reader = await self._current_reader()
         _check_k(k, reader.meta)
         try:
-            return await asyncio.wait_for(reader.lookup(id_, country=country, device_type=device_type, k=k),
-                                          self.timeout)
+            return await asyncio.wait_for(reader.lookup(id_, context=context, k=k), self.timeout)
         except (redis.RedisError, OSError, LookupError) as exc:
             raise StoreUnavailable(_redis_error(exc)) from exc
 
@@ -183,8 +185,9 @@ def _check_k(k: int | None, meta: dict) -> None:
         raise BadRequest(f"k must be an integer from 1 to {top_n} (this version's top_n), got {k}")
 
 
-def parse_query(query: dict[str, str]) -> tuple[str | None, str | None, int | None]:
-    """`country`, `device_type`, `k` checked against the contract; an empty value means absent."""
+def parse_query(query: dict[str, str]) -> tuple[dict, int | None]:
+    """(context, k): `country`, `device_type`, `k` checked against the contract, the other context dimensions
+    (`entry_source`, `age_band`, `gender`, `declared_category`) for length; an empty value means absent."""
     unknown = sorted(set(query) - set(QUERY_PARAMETERS))
     if unknown:
         raise BadRequest(f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(QUERY_PARAMETERS)}")
@@ -194,13 +197,19 @@ def parse_query(query: dict[str, str]) -> tuple[str | None, str | None, int | No
     device_type = query.get("device_type") or None
     if device_type is not None and device_type not in DEVICE_TYPES:
         raise BadRequest(f"device_type must be one of {', '.join(DEVICE_TYPES)}, got {device_type!r}")
+    context = {"country": country, "device_type": device_type}
+    for dim in KNOWN_DIMENSIONS:
+        if dim not in context and query.get(dim):
+            if len(query[dim]) > MAX_CONTEXT_LENGTH:
+                raise BadRequest(f"{dim} longer than {MAX_CONTEXT_LENGTH} characters")
+            context[dim] = query[dim]
     raw_k = query.get("k") or None
     k = None
     if raw_k is not None:
         if not (raw_k.isascii() and raw_k.isdigit()) or int(raw_k) < 1:
             raise BadRequest(f"k must be an integer from 1 to top_n, got {raw_k!r}")
         k = int(raw_k)
-    return country, device_type, k
+    return {d: v for d, v in context.items() if v}, k
 
 
 # -- metrics --------------------------------------------------------------------------------------------------------
@@ -391,9 +400,9 @@ def make_app(opts: ServeOptions):
     metrics = Metrics(opts.metrics_dir)
     source = _RedisSource(opts, metrics) if opts.redis_url else _EmbeddedSource(opts, metrics)
 
-    async def lookup_answer(id_: str, country, device_type, k):
+    async def lookup_answer(id_: str, context: dict, k):
         try:
-            return await source.lookup(id_, country, device_type, k)
+            return await source.lookup(id_, context, k)
         except BadRequest as exc:
             return _error(400, str(exc))
         except StoreUnavailable as exc:
@@ -408,14 +417,14 @@ def make_app(opts: ServeOptions):
         if len(id_) > MAX_ID_LENGTH:
             return _error(400, f"id longer than {MAX_ID_LENGTH} characters")
         try:
-            country, device_type, k = parse_query(request.query_params)
+            context, k = parse_query(request.query_params)
         except BadRequest as exc:
             return _error(400, str(exc))
-        body = await lookup_answer(id_, country, device_type, k)
+        body = await lookup_answer(id_, context, k)
         return body if not isinstance(body, dict) else _json(200, body)
 
     async def health(request):
-        body = await lookup_answer(HEALTH_PROBE_ID, None, None, 1)
+        body = await lookup_answer(HEALTH_PROBE_ID, {}, 1)
         if not isinstance(body, dict):
             return _json(503, {"status": "unavailable", "error": json.loads(body.body)["error"]})
         return _json(200, {"status": "ok", "version": body["version"], "source": body["source"]})

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from jobs.progress import steps
 from jobs.storage import io
-from jobs.segments import lookup_keys
+from jobs.segments import PROFILE_KEY_PREFIX, decode_context, lookup_keys
 
 CONTROL = "control"  # the variant of a list when no experiment runs
 
@@ -82,13 +82,15 @@ def decode_list(raw: str | None) -> tuple[list | None, str]:
     return (value, CONTROL) if isinstance(value, list) else (value["items"], value["variant"])
 
 
-def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict, manifest: dict | None = None) -> str:
+def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict, manifest: dict | None = None,
+                  contexts=None) -> str:
     """Writes a new version from Spark DataFrames (streamed to the driver partition by partition, never
     collected whole) and returns its name. Does not switch CURRENT and deletes nothing.
 
     The version is built in a hidden folder; its `manifest.json` (counts, checksum, `manifest` fields such as
     the config digest and the inputs digest) is written last, then the folder is renamed into `versions/`: a
-    version folder without a manifest is not a complete version."""
+    version folder without a manifest is not a complete version. `contexts` (subject_key `profile:<user_id>`,
+    items = context JSON; `jobs.coldstart.profile_contexts`) go into the lists table beside the lists."""
     root = _local(kv_root)
     version = f"{meta['run_date']}-{uuid.uuid4().hex[:8]}"
     tmp = root / "versions" / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
@@ -104,6 +106,9 @@ def build_version(spark, recommendations, identity, kv_root: str, *, meta: dict,
             CREATE TABLE lists (subject_key TEXT PRIMARY KEY, items TEXT NOT NULL) WITHOUT ROWID;
             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);""")
         _insert(con, "INSERT INTO lists VALUES (?, ?)", list_rows(recommendations).toLocalIterator(prefetchPartitions=True))
+        if contexts is not None:
+            _insert(con, "INSERT OR REPLACE INTO lists VALUES (?, ?)",
+                    contexts.toLocalIterator(prefetchPartitions=True))
         _insert(con, "INSERT OR REPLACE INTO ids VALUES (?, ?, ?)",
                 identity.select("id", "id_type", "person_id").toLocalIterator(prefetchPartitions=True))
         con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
@@ -270,12 +275,22 @@ def prune(kv_root: str, *, keep: int) -> list[str]:
     return removed
 
 
-def subject_keys(meta: dict, person_id: str | None, *, country: str | None = None,
-                 device_type: str | None = None) -> list[str]:
-    """The list keys to try for one lookup, in order: the person's, then the matching segments, `global` last."""
+def subject_keys(meta: dict, person_id: str | None, context: dict | None = None) -> list[str]:
+    """The list keys to try for one lookup, in order: the person's, then the segments matching `context`
+    (dimension -> value; any of the version's `segment_dimensions`), most specific first, `global` last."""
     dims = tuple(meta.get("segment_dimensions", ["country", "device_type"]))
-    keys = [f"segment:{key}" for key in lookup_keys(dims, {"country": country, "device_type": device_type})]
+    keys = [f"segment:{key}" for key in lookup_keys(dims, context or {})]
     return [f"person:{person_id}", *keys] if person_id is not None else keys
+
+
+def profile_key(id_: str) -> str:
+    """Where a version keeps the profile context of a user_id the identity map does not know."""
+    return PROFILE_KEY_PREFIX + id_
+
+
+def with_profile(context: dict | None, raw_profile: str | None) -> dict:
+    """The lookup's context over the stored profile's: what the storefront sends now wins."""
+    return {**decode_context(raw_profile), **{k: v for k, v in (context or {}).items() if v}}
 
 
 def answer(version: str | None, id_: str, person_id: str | None, subject_key: str | None, items: list | None,
@@ -312,12 +327,15 @@ class Lookup(abc.ABC):
                 return key, items, variant
         return None, None, CONTROL
 
-    def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
-               k: int | None = None) -> dict:
-        """The person's list, else the most specific matching segment list, else `global`; never empty."""
+    def lookup(self, id_: str, *, context: dict | None = None, k: int | None = None, **dims) -> dict:
+        """The person's list, else the most specific segment list matching the context (the request's `context`
+        or keyword dimensions, e.g. country=, device_type=, entry_source=, over the user's stored profile),
+        else `global`; never empty."""
+        context = {**(context or {}), **dims}
         person_id = self.person_of(id_)
-        key, items, variant = self.first_list(subject_keys(self.meta, person_id, country=country,
-                                                           device_type=device_type))
+        if person_id is None:
+            context = with_profile(context, self.list_value(profile_key(id_)))
+        key, items, variant = self.first_list(subject_keys(self.meta, person_id, context))
         return answer(self.version, id_, person_id, key, items, k, variant)
 
 

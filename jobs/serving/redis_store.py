@@ -20,7 +20,8 @@ import datetime as dt
 import json
 from urllib.parse import urlsplit, urlunsplit
 
-from jobs.serving.kvstore import CONTROL, Lookup, answer, decode_list, list_rows, subject_keys
+from jobs.serving.kvstore import (CONTROL, Lookup, answer, decode_list, list_rows, profile_key, subject_keys,
+                                  with_profile)
 
 PREFIX = "recs"
 PUBLISHED = f"{PREFIX}:published"  # sorted set: version -> publish time (epoch seconds)
@@ -72,7 +73,7 @@ def _writer(url: str, key: str, batch: int = 5_000):
 
 
 def build_version(recommendations, identity, url: str, *, version: str, meta: dict,
-                  manifest: dict | None = None) -> str:
+                  manifest: dict | None = None, contexts=None) -> str:
     """Writes version `version` to Redis (does not switch `recs:current`). `manifest` (the embedded version's) is
     written last, into the meta hash, and the version is registered with its publish time: a version without
     it is incomplete and is never switched to."""
@@ -86,6 +87,8 @@ def build_version(recommendations, identity, url: str, *, version: str, meta: di
     ids.where(~F.col("is_user")).select("id", "person_id").foreachPartition(_writer(url, f"{PREFIX}:{version}:ids"))
     ids.where(F.col("is_user")).select("id", "person_id").foreachPartition(_writer(url, f"{PREFIX}:{version}:ids"))
     list_rows(recommendations).foreachPartition(_writer(url, f"{PREFIX}:{version}:lists"))
+    if contexts is not None:  # profile contexts of users the identity map does not know (jobs.coldstart)
+        contexts.foreachPartition(_writer(url, f"{PREFIX}:{version}:lists"))
     client.hset(f"{PREFIX}:{version}:meta", mapping={k: json.dumps(v) for k, v in meta.items()})
     doc = manifest or {"version": version, "published_at": _now()}
     with client.pipeline(transaction=True) as tx:
@@ -210,9 +213,14 @@ class AsyncRedisReader:
             raise FileNotFoundError(f"Redis version {version} is missing or was pruned")
         return cls(client, version, meta)
 
-    async def lookup(self, id_: str, *, country: str | None = None, device_type: str | None = None,
-                     k: int | None = None) -> dict:
-        person_id = await self._client.hget(f"{PREFIX}:{self.version}:ids", id_)
-        keys = subject_keys(self.meta, person_id, country=country, device_type=device_type)
+    async def lookup(self, id_: str, *, context: dict | None = None, k: int | None = None, **dims) -> dict:
+        context = {**(context or {}), **dims}
+        async with self._client.pipeline(transaction=False) as pipe:  # the id and its profile: one round trip
+            pipe.hget(f"{PREFIX}:{self.version}:ids", id_)
+            pipe.hget(f"{PREFIX}:{self.version}:lists", profile_key(id_))
+            person_id, profile = await pipe.execute()
+        if person_id is None:
+            context = with_profile(context, profile)
+        keys = subject_keys(self.meta, person_id, context)
         key, items, variant = _first_list(keys, await self._client.hmget(f"{PREFIX}:{self.version}:lists", keys))
         return answer(self.version, id_, person_id, key, items, k, variant)

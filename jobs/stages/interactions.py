@@ -15,6 +15,7 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.segments import EVENT_DIMENSIONS
 from jobs.config import RecsConfig
 from jobs.decay import HALF_LIFE_GRID_DAYS
 from jobs.exclusions import purchase_history
@@ -118,13 +119,16 @@ def holdout_days_for(events: DataFrame, *, run_date: str, holdout_days: int, max
 
 
 def active_persons(events: DataFrame) -> DataFrame:
-    """One row per person seen in the window: latest known country and device_type, first and last time."""
+    """One row per person seen in the window: the latest known value of each event context dimension
+    (`jobs.coldstart.EVENT_DIMENSIONS`: country, device_type, entry_source), first and last time."""
     def latest(c: str):
+        if c not in events.columns:  # a context the events do not carry (older frames): unknown
+            return F.lit(None).cast("string").alias(c)
         return F.max_by(F.col(c), F.when(F.col(c).isNotNull(), F.col("event_time"))).alias(c)
 
     return (events.where(F.col("person_id").isNotNull())
             .groupBy("person_id")
-            .agg(latest("country"), latest("device_type"), F.min("event_time").alias("first_seen"),
+            .agg(*[latest(d) for d in EVENT_DIMENSIONS], F.min("event_time").alias("first_seen"),
                  F.max("event_time").alias("last_seen"), F.count("*").alias("events")))
 
 
@@ -133,13 +137,13 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     started = time.time()
     data = Datasets(cfg.data_root)
     events = data.window_events(spark, run_date, cfg.window_days, columns=[
-        "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id", "country", "device_type"])
+        "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id", *EVENT_DIMENSIONS])
     flagged = inhuman_ids(events, max_events_per_id_day=cfg.activity.max_events_per_id_day)
     data.flagged_ids.write_spark(flagged.coalesce(1), run_date)
     flagged = data.flagged_ids.read_spark(spark, run_date).cache()
     events = without_ids(events, flagged)
     attributed = (attribute_events(events, load_state_nodes(spark, data.layout, run_date))
-                  .select("person_id", "item_id", "event_type", "event_time", "country", "device_type").cache())
+                  .select("person_id", "item_id", "event_type", "event_time", *EVENT_DIMENSIONS).cache())
     cap = cfg.activity.max_weight_per_person_item
     interactions = build_interactions(attributed, run_date=run_date, event_weights=cfg.event_weights.as_dict(),
                                       half_life_days=cfg.interactions.half_life_days, max_weight=cap)

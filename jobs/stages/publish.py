@@ -23,6 +23,7 @@ import time
 
 from pyspark.sql import SparkSession
 
+from jobs.coldstart import latest_profiles, profile_contexts
 from jobs.config import RecsConfig
 from jobs.exclusions import excluded_pairs
 from jobs.serving import kvstore
@@ -86,14 +87,18 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
                    "config_digest": cfg.fingerprint(), "model_version": model_version}
     version = kvstore.find_version(kv_root, **fingerprint)
     reused = version is not None
+    # users with a profile and no person yet: their profile context, so a lookup of their user_id uses it
+    contexts = profile_contexts(latest_profiles(data.profiles_until(spark, run_date)), identity,
+                                cfg.segments.dimensions)
     if not reused:
-        version = kvstore.build_version(spark, published, identity, kv_root, meta=meta, manifest=fingerprint)
+        version = kvstore.build_version(spark, published, identity, kv_root, meta=meta, manifest=fingerprint,
+                                        contexts=contexts)
     if cfg.export.redis_url:
         from jobs.serving import redis_store
 
         if redis_store.manifest(cfg.export.redis_url, version) is None:
             redis_store.build_version(published, identity, cfg.export.redis_url, version=version, meta=meta,
-                                      manifest=kvstore.manifest(kv_root, version))
+                                      manifest=kvstore.manifest(kv_root, version), contexts=contexts)
 
     pointer, pruned = kvstore.current(kv_root) or {}, []
     if mode == "promote":

@@ -16,12 +16,15 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.coldstart import blend_profile_candidates, latest_profiles, persons_with_context, with_profile_dimensions
 from jobs.config import RecsConfig
+from jobs.coverage import cap_exposure, cap_figures, pool_length
 from jobs.exclusions import excluded_pairs
 from jobs.ranking.nightly import learned_candidates
 from jobs.experiments import arm_column, outside_arm, serves_popularity, serves_previous
 from jobs.ranking import ranker_for
-from jobs.ranking.lists import ListInputs, fill_length, item_features, segment_popularity
+from jobs.ranking.lists import ListInputs, assign_segments, fill_length, item_features, segment_popularity
+from jobs.segments import EVENT_DIMENSIONS
 from jobs.storage.datasets import Datasets
 from jobs.storage.layout import window
 from quality.activity import without_ids
@@ -76,8 +79,11 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     dims = tuple(cfg.segments.dimensions)
     window_days = (fallback or {}).get("window_days") or cfg.window_days
     events = data.window_events(spark, run_date, min(window_days, cfg.window_days),
-                                columns=["event_type", "item_id", "user_id", "anonymous_id", *dims])
+                                columns=["event_type", "item_id", "user_id", "anonymous_id",
+                                         *[d for d in dims if d in EVENT_DIMENSIONS]])
     events = without_ids(events, data.flagged_ids.read_spark(spark, run_date))
+    profiles = latest_profiles(data.profiles_until(spark, run_date))  # profile dimensions (jobs.coldstart)
+    events = with_profile_dimensions(events, profiles, dims)
     segment_items = segment_popularity(events, available, dimensions=dims,
                                        event_weights=cfg.event_weights.as_dict(),
                                        min_events=cfg.segments.min_events,
@@ -87,7 +93,8 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
                                        max_weight_per_person_item=cfg.activity.max_weight_per_person_item)
     data.segment_lists.write_spark(segment_items.coalesce(1), run_date)
     segment_items = data.segment_lists.read_spark(spark, run_date).cache()
-    persons = data.persons.read_spark(spark, run_date)
+    persons = persons_with_context(data.persons.read_spark(spark, run_date), profiles,
+                                   data.identity_map.read_spark(spark, run_date), dims)
     if fallback and not fallback["per_segment"]:  # the global baseline: everyone gets the `global` list
         persons = persons.select("person_id", *[F.lit(None).cast("string").alias(d) for d in dims])
     candidates = data.candidates.read_spark(spark, run_date)
@@ -95,8 +102,17 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     if not fallback:  # the learned ranker re-scores the candidates the blend below then orders (jobs/ranking/)
         candidates, ranker = learned_candidates(spark, cfg, run_date, candidates, interactions, catalog, persons)
     previous = data.previous_candidates.read_spark(spark, run_date) if serves_previous(cfg.experiment) else None
-    person_lists = arm_person_lists(candidates, persons, segment_items, bought, item_features(catalog, interactions),
-                                    cfg, previous_candidates=previous)
+    if not fallback:  # thin histories get their profile's segment list blended in
+        candidates = blend_profile_candidates(
+            candidates, persons, assign_segments(persons, segment_items, dimensions=dims), segment_items,
+            thin_history_events=cfg.coldstart.thin_history_events, profile_weight=cfg.coldstart.profile_weight,
+            length=2 * cfg.top_n)
+    cov = cfg.coverage  # ranked past top_n, then no item in more than max_item_share of the lists
+    pooled = cfg.replace(top_n=pool_length(cfg.top_n, cov.max_item_share, cov.pool_extra))
+    person_lists, coverage = cap_exposure(
+        arm_person_lists(candidates, persons, segment_items, bought, item_features(catalog, interactions),
+                         pooled, previous_candidates=previous),
+        persons=persons.count(), top_n=cfg.top_n, max_item_share=cov.max_item_share, seed=cfg.seed)
     segment_lists = segment_items.where(F.col("pop_rank") <= cfg.top_n).select(
         F.col("segment_key").alias("subject_id"), F.col("pop_rank").cast("int").alias("rank"), "item_id",
         F.col("pop_score").cast("double").alias("score"), F.lit("popular").alias("source"))
@@ -115,7 +131,9 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     stats = written.groupBy("subject_type").agg(F.countDistinct("subject_id").alias("lists"),
                                                 F.count("*").alias("rows")).collect()
     segment_items.unpersist()
-    return {"path": out, "model_version": version, "fallback": fallback,
+    coverage = cap_figures(written.where(F.col("subject_type") == "person")
+                           .select(F.col("subject_id").alias("person_id"), "item_id"), coverage)
+    return {"path": out, "model_version": version, "fallback": fallback, "coverage_cap": coverage,
             "ranker": ranker and {k: ranker[k] for k in ("serves", "reason", "path")},
             "window_days": len(window(run_date, cfg.window_days)),
             **{f"{r['subject_type']}_lists": r["lists"] for r in stats},

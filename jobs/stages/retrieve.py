@@ -1,14 +1,14 @@
 """Stage 7 of 9, retrieve: ScaNN top-N candidates per person from the night's ALS embeddings, inside Spark.
 
 The driver builds the night's item index once (items only: the trained items available in the run day's
-catalog, so an unavailable item can never be retrieved, plus new items placed by their attributes,
-`jobs.models.content`, source `content`), with the settings `jobs.models.ann.index_plan` picks for the catalog's
-size, and saves it beside the model (`models/dt=D/index/`). Person vectors then stream through the executors
-with `mapInArrow`: each Python worker loads the saved index once (`ann.cached_index`, keyed by path and
-version), searches its batches, drops the pairs `jobs.exclusions` rules out (returned, bought within the
-lookback), over-fetching so `candidates.n` remain, and its rows are written by the executors. Nothing
-proportional to the persons or the candidates reaches the driver: only a bounded sample of persons for the
-nightly recall check and the filter counters (accumulators).
+catalog, so an unavailable item can never be retrieved; items with too little history, new ones included,
+are placed by their attributes: `jobs.models.content`, source `content`), with the settings
+`jobs.models.ann.index_plan` picks for the catalog's size, and saves it beside the model (`models/dt=D/index/`).
+Person vectors then stream through the executors with `mapInArrow`: each Python worker loads the saved index
+once (`ann.cached_index`, keyed by path and version), searches its batches, drops the pairs `jobs.exclusions`
+rules out (returned, bought within the lookback), over-fetching so `candidates.n` remain, and its rows are
+written by the executors. Nothing proportional to the persons or the candidates reaches the driver: only a
+bounded sample of persons for the nightly recall check and the filter counters (accumulators).
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from jobs.experiments import arm_of, serves_previous
 from jobs.models.als import Factors
 from jobs.models.ann import (build_searcher, cached_index, exact_top_k, index_plan, recall_at_k, save_index,
                              search, search_top_n)
-from jobs.models.content import cold_item_vectors
-from jobs.models.mf import ITEMS_TABLE, PERSONS_TABLE, MFModel
+from jobs.models.content import CATALOG_COLUMNS, content_items
+from jobs.models.mf import ITEMS_TABLE, PERSONS_TABLE, ItemIndex, MFModel
 from jobs.storage import io
 from jobs.storage.datasets import Datasets
 
@@ -119,12 +119,11 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     # 1. the night's index, built once on the driver from the item factors (items, not persons)
     tables, meta = data.models.read(run_date, (ITEMS_TABLE,))
     items = Factors.from_table(tables[ITEMS_TABLE], "item_id")
-    catalog = data.validated_catalog.read_arrow(run_date, ["item_id", "is_available", "category_path", "brand"])
+    catalog = data.validated_catalog.read_arrow(run_date, list(CATALOG_COLUMNS))
     available = pc.filter(catalog.column("item_id"), pc.fill_null(catalog.column("is_available"), False))
-    cold_ids, cold_vectors = cold_item_vectors(catalog, items.ids, items.vectors)
-    no_persons = Factors(np.zeros(0, dtype=object), np.zeros((0, items.vectors.shape[1]), np.float32))
-    index = MFModel(no_persons, items).item_index(available.to_numpy(zero_copy_only=False),
-                                                  extra=Factors(cold_ids, cold_vectors))
+    per_item = {r["item_id"]: r["persons"] for r in data.interactions.read_spark(spark, run_date)
+                .groupBy("item_id").agg(F.count("*").alias("persons")).collect()}  # one row per item
+    index, content = _item_index(cfg, catalog, available, items, per_item)
     plan = index_plan(len(index.ids), cfg.candidates.index)
     n = min(cfg.candidates.n, len(index.ids))
     build_started = time.time()
@@ -171,17 +170,18 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
         **{reason: {"excluded_pairs": int(pair_counts.get(reason, 0)),
                     "list_entries_removed": int(counters[code].value)}
            for code, reason in enumerate(REASONS)},
-        "unavailable": {"model_items_not_indexed": int(len(items.ids) - int(np.sum(index.sources == "mf")))}}
+        "unavailable": {"model_items_not_indexed": int((~np.isin(items.ids, index.ids)).sum())}}
     summary = {"path": out, "model_version": meta.get("model_version"), "index": {
         "path": index_dir, "version": version, "plan": plan.as_dict(), "build_seconds": round(build_seconds, 1),
         "recall_vs_exact": recall},
         "persons": stats["persons"], "persons_searched": int(counters[-1].value),
         "candidates": stats["candidates"], "list_length": {"n": n, "shortest": lengths["shortest"],
                                                             "longest": lengths["longest"]},
-        "indexed_items": len(index.ids), "cold_items": len(cold_ids), "filters": filters,
+        "indexed_items": len(index.ids), "cold_items": content["content_items"], "content": content,
+        "filters": filters,
         "search_seconds": round(search_seconds, 1), "seconds": round(time.time() - started, 1)}
     if serves_previous(cfg.experiment):
-        summary["previous"] = _previous_model_candidates(cfg, data, run_date, catalog, available, excluded)
+        summary["previous"] = _previous_model_candidates(cfg, data, run_date, catalog, available, excluded, per_item)
         summary["seconds"] = round(time.time() - started, 1)
     log.info("retrieve %s: %s index over %d items, recall@%d %.4f on %d persons", run_date, plan.method,
              len(index.ids), n, recall.get("recall", float("nan")), recall.get("persons", 0))
@@ -196,7 +196,22 @@ def _partition_body(**kwargs):
     return body
 
 
-def _previous_model_candidates(cfg: RecsConfig, data: Datasets, run_date: str, catalog, available, excluded) -> dict:
+def _item_index(cfg: RecsConfig, catalog, available, items: Factors, per_item: dict) -> tuple[ItemIndex, dict]:
+    """The searched items: learned vectors of the available items with enough history, content vectors for
+    the other available ones (the rule: `jobs.models.content.content_items`)."""
+    c = cfg.content
+    keep, content_ids, content_vectors, summary = content_items(
+        catalog, items.ids, items.vectors, per_item, min_interactions=c.min_interactions, alpha=c.ridge_alpha,
+        max_features=c.max_features, norm_quantile=c.norm_quantile)
+    rows = np.flatnonzero(np.isin(items.ids, keep))
+    no_persons = Factors(np.zeros(0, dtype=object), np.zeros((0, items.vectors.shape[1]), np.float32))
+    learned = MFModel(no_persons, Factors(items.ids[rows], items.vectors[rows]))
+    return learned.item_index(available.to_numpy(zero_copy_only=False),
+                              extra=Factors(content_ids, content_vectors)), summary
+
+
+def _previous_model_candidates(cfg: RecsConfig, data: Datasets, run_date: str, catalog, available, excluded,
+                               per_item: dict) -> dict:
     """Candidates of the last published model for the persons of the arms that serve it (only those persons are
     searched). Without a published model before tonight, the night's model is all there is: its candidates.
     Searched on the driver (one arm's share of the persons), unlike the night's own retrieval."""
@@ -213,8 +228,7 @@ def _previous_model_candidates(cfg: RecsConfig, data: Datasets, run_date: str, c
     tables, meta = data.models.read(before["run_date"], (PERSONS_TABLE, ITEMS_TABLE))
     model = MFModel.from_tables(tables)
     persons = np.asarray([p for p in model.persons.ids if arm_of(cfg.experiment, p) in arms], dtype=object)
-    cold_ids, cold_vectors = cold_item_vectors(catalog, model.items.ids, model.items.vectors)
-    index = model.item_index(available.to_numpy(zero_copy_only=False), extra=Factors(cold_ids, cold_vectors))
+    index, _ = _item_index(cfg, catalog, available, model.items, per_item)
     pairs = excluded.select("person_id", "item_id").toArrow()
     found = model.recommend(persons, index, exclude_persons=pairs.column("person_id").to_numpy(zero_copy_only=False),
                             exclude_items=pairs.column("item_id").to_numpy(zero_copy_only=False),
