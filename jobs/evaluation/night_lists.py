@@ -6,7 +6,7 @@ published lists is replayed as of the holdout's cutoff, for the gate's sample of
 
 1. retrieval (`retrieval_candidates`): ALS with the pipeline's `als.*` on the holdout train weighted with its
    `interactions.half_life_days`, the item index of D's available items plus new items placed by their attributes
-   (`jobs.models.content.cold_item_vectors`), top `candidates.n` by `candidates.index`, minus the pairs
+   (`jobs.models.content.content_items`, the retrieve stage's rule), top `candidates.n` by `candidates.index`, minus the pairs
    `jobs.exclusions` rules out under the pipeline's `filters.*` (purchases before the cutoff);
 2. ranking (`pipeline_lists`): the ranking step `jobs.ranking.ranker_for(cfg)` (the rank stage's) over those
    candidates, with the popular fill of each person's segment (`segment_popularity` over the validated events of
@@ -41,7 +41,7 @@ from jobs.config import ConfigError, RecsConfig
 from jobs.evaluation.holdout import Holdout
 from jobs.exclusions import excluded_pairs
 from jobs.models.als import Factors
-from jobs.models.content import cold_item_vectors
+from jobs.models.content import content_items
 from jobs.models.mf import MFModel
 from jobs.ranking import ranker_for
 from jobs.ranking.lists import ListInputs, fill_length, item_features, segment_popularity
@@ -127,14 +127,23 @@ def retrieval_candidates(src: HoldoutSources, cfg: RecsConfig, *, seed: int) -> 
     (1..candidates.n). Cached per retrieval settings, so pipelines that differ only after retrieval share it."""
     holdout = src.holdout
     key = _key("candidates", cfg.als, cfg.interactions.half_life_days, cfg.candidates.n, cfg.candidates.index,
-               cfg.filters, seed)
+               cfg.filters, cfg.content, seed)
     if key in src.cached:
         return src.cached[key]
-    model = MFModel.fit(holdout.matrix_for(cfg.interactions.half_life_days), cfg.als, seed=seed)
-    cold_ids, cold_vectors = cold_item_vectors(src.catalog_arrow, model.items.ids, model.items.vectors)
-    index = model.item_index(holdout.available_items, extra=Factors(cold_ids, cold_vectors))
+    matrix = holdout.matrix_for(cfg.interactions.half_life_days)
+    model = MFModel.fit(matrix, cfg.als, seed=seed)
+    # the retrieve stage's rule: learned vectors for items enough persons touched, content vectors for the rest
+    persons_per_item = dict(zip(matrix.item_ids.tolist(), np.diff(matrix.matrix.tocsc().indptr).tolist()))
+    c = cfg.content
+    keep, content_ids, content_vectors, _ = content_items(
+        src.catalog_arrow, model.items.ids, model.items.vectors, persons_per_item,
+        min_interactions=c.min_interactions, alpha=c.ridge_alpha, max_features=c.max_features,
+        norm_quantile=c.norm_quantile)
+    rows = np.flatnonzero(np.isin(model.items.ids, keep))
+    learned = MFModel(model.persons, Factors(model.items.ids[rows], model.items.vectors[rows]))
+    index = learned.item_index(holdout.available_items, extra=Factors(content_ids, content_vectors))
     excluded = _excluded(src, cfg).toPandas()  # the sampled persons' pairs only: bounded
-    found = model.recommend(holdout.persons, index,
+    found = learned.recommend(holdout.persons, index,
                             exclude_persons=excluded["person_id"].to_numpy(dtype=object),
                             exclude_items=excluded["item_id"].to_numpy(dtype=object),
                             n=min(cfg.candidates.n, len(index.ids)), index_settings=cfg.candidates.index)
