@@ -2,7 +2,10 @@
 the PUBLISHED lists, with the nightly run retraining on those days' events, and an experiment of two arms that
 differ by a planted amount: `popular` serves popularity lists, `model` the full pipeline. Prints the truth's
 per-arm figures (expected rec revenue and rec conversion per exposed person, and what they actually bought from
-their first exposure on) and the difference, and appends them to bench/RESULTS.md.
+their first exposure on) and the difference; then reads the experiment back with `recs ab-report` (after the last
+day's validate and stitch; weekly sequential looks, then the final readout at the last day) and prints its
+estimates, 95% intervals and verdict beside the truth, and whether the verdict agrees with it (`ship` exactly when
+the truth's model arm is better on a success metric). Appends all to bench/RESULTS.md.
 
 Protocol: `generate-shop` for --days days, one night on its last day, then --weeks x 7 simulated days; a night
 runs after every --night-every simulated days (the storefront keeps the last published lists in between, as it
@@ -12,6 +15,8 @@ minutes in all); --night-every 1 gives the true nightly alternation on a quiet h
 
     python bench/bench_storefront.py                                  # 1000 users x 300 items, 4 weeks
     python bench/bench_storefront.py --weeks 2 --night-every 7 --no-append
+    python bench/bench_storefront.py --users 600 --items 200 --night-every 28   # one night: ~13 min when busy
+    python bench/bench_storefront.py --users 600 --items 200 --night-every 28 --report-only  # read back again
 """
 from __future__ import annotations
 
@@ -39,9 +44,10 @@ def median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2] if xs else float("nan")
 
 
-def read_back(spark, cfg, first: str, last: str) -> dict:
+def read_back(spark, cfg, first: str, last: str, every: int = 7) -> dict:
     """The last night's validate and stitch (so every simulated day is validated and its people stitched), then
-    `recs ab-report` over the simulated days, read as the final readout (planned end = the last day)."""
+    `recs ab-report` over the simulated days as the nightly task would have read it every `every` days (sequential
+    intervals: the page's plots over time), and at the planned end = the last day (the final readout, returned)."""
     from dataclasses import replace
 
     from jobs.abtest.job import run as ab_report
@@ -50,6 +56,12 @@ def read_back(spark, cfg, first: str, last: str) -> dict:
     for stage in ("validate", "stitch"):
         run_stage(stage, cfg, last, spark=spark)
     cfg = replace(cfg, abtest=replace(cfg.abtest, start=first, planned_end=last))
+    day, looks = dt.date.fromisoformat(first), []
+    while (day := day + dt.timedelta(days=every - 1 if not looks else every)).isoformat() < last:
+        looks.append(day.isoformat())
+    for end in looks:
+        r = ab_report(spark, cfg, EXPERIMENT, start=first, end=end)
+        print(f"ab-report up to {end}: {r['verdict']}, people {r['people']}", flush=True)
     return ab_report(spark, cfg, EXPERIMENT, start=first, end=last)
 
 
