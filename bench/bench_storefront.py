@@ -2,7 +2,10 @@
 the PUBLISHED lists, with the nightly run retraining on those days' events, and an experiment of two arms that
 differ by a planted amount: `popular` serves popularity lists, `model` the full pipeline. Prints the truth's
 per-arm figures (expected rec revenue and rec conversion per exposed person, and what they actually bought from
-their first exposure on) and the difference, and appends them to bench/RESULTS.md.
+their first exposure on) and the difference; then reads the experiment back with `recs ab-report` (after the last
+day's validate and stitch; weekly sequential looks, then the final readout at the last day) and prints its
+estimates, 95% intervals and verdict beside the truth, and whether the verdict agrees with it (`ship` exactly when
+the truth's model arm is better on a success metric). Appends all to bench/RESULTS.md.
 
 Protocol: `generate-shop` for --days days, one night on its last day, then --weeks x 7 simulated days; a night
 runs after every --night-every simulated days (the storefront keeps the last published lists in between, as it
@@ -12,6 +15,8 @@ minutes in all); --night-every 1 gives the true nightly alternation on a quiet h
 
     python bench/bench_storefront.py                                  # 1000 users x 300 items, 4 weeks
     python bench/bench_storefront.py --weeks 2 --night-every 7 --no-append
+    python bench/bench_storefront.py --users 600 --items 200 --night-every 28   # one night: ~13 min when busy
+    python bench/bench_storefront.py --users 600 --items 200 --night-every 28 --report-only  # read back again
 """
 from __future__ import annotations
 
@@ -35,6 +40,66 @@ ARMS_YAML = f"""experiment:
 """
 
 
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2] if xs else float("nan")
+
+
+def read_back(spark, cfg, first: str, last: str, every: int = 7) -> dict:
+    """The last night's validate and stitch (so every simulated day is validated and its people stitched), then
+    `recs ab-report` over the simulated days as the nightly task would have read it every `every` days (sequential
+    intervals: the page's plots over time), and at the planned end = the last day (the final readout, returned)."""
+    from dataclasses import replace
+
+    from jobs.abtest.job import run as ab_report
+    from jobs.pipeline import run_stage
+
+    for stage in ("validate", "stitch"):
+        run_stage(stage, cfg, last, spark=spark)
+    cfg = replace(cfg, abtest=replace(cfg.abtest, start=first, planned_end=last))
+    day, looks = dt.date.fromisoformat(first), []
+    while (day := day + dt.timedelta(days=every - 1 if not looks else every)).isoformat() < last:
+        looks.append(day.isoformat())
+    for end in looks:
+        r = ab_report(spark, cfg, EXPERIMENT, start=first, end=end)
+        print(f"ab-report up to {end}: {r['verdict']}, people {r['people']}", flush=True)
+    return ab_report(spark, cfg, EXPERIMENT, start=first, end=last)
+
+
+def report_lines(report: dict, arms: dict) -> list[str]:
+    """The report's estimates beside the truth's, and whether its verdict agrees with the truth: `ship` is right
+    only when the truth's model arm is better on a success metric (expected rec revenue or rec conversion), and
+    anything but `ship` is right only when it is not."""
+    cmp = report["comparisons"].get("model", {})
+    m, pop = arms.get("model", {}), arms.get("popular", {})
+
+    def ci(c: dict) -> str:
+        lo, hi = c.get("ci") or (float("nan"), float("nan"))
+        return f"[{lo:+.3f}, {hi:+.3f}]"
+
+    rows = [("revenue_per_person", "revenue / person (CUPED, capped)", "revenue_per_person"),
+            ("revenue_per_person_uncapped", "revenue / person (net of returns, uncapped)", "revenue_per_person"),
+            ("conversion_rate", "conversion", "conversion")]
+    out = [f"A/B report {report['experiment_id']} {report['start']}..{report['end']} (final readout): people "
+           f"{report['people']} (truth: { {a: v['exposed_persons'] for a, v in sorted(arms.items())} }), two-arm "
+           f"people dropped {report['health']['two_arm_people']} (truth {m.get('two_arm_persons')}), SRM p = "
+           f"{report['health']['srm'].get('p_value', float('nan')):.3g}",
+           "", "| metric | report: popular | report: model | report: model - popular, 95% CI | truth: model - popular |",
+           "|---|---|---|---|---|"]
+    for metric, label, truth_key in rows:
+        c = cmp.get(metric, {})
+        true_diff = m.get(truth_key, float("nan")) - pop.get(truth_key, float("nan"))
+        out.append(f"| {label} | {c.get('control', float('nan')):.3f} | {c.get('treatment', float('nan')):.3f} | "
+                   f"{c.get('diff', float('nan')):+.3f} {ci(c)} | {true_diff:+.3f} |")
+    truth_better = (m.get("expected_revenue_per_person", 0) > pop.get("expected_revenue_per_person", 0)
+                    or m.get("expected_rec_conversion", 0) > pop.get("expected_rec_conversion", 0))
+    verdict = report["decisions"].get("model", {}).get("verdict", report["verdict"])
+    agrees = (verdict == "ship") == truth_better
+    out += ["", f"verdict for model vs popular: **{verdict}** ({'; '.join(report['decisions'].get('model', {}).get('reasons', []))}); "
+                f"truth says model is {'better' if truth_better else 'not better'}: the verdict "
+                f"{'AGREES' if agrees else 'DISAGREES'} with the truth; page {report['paths']['html']}"]
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=1000)
@@ -47,6 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--work", default="/tmp/recs-bench-storefront")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--report-only", action="store_true",
+                   help="keep --work's simulated shop (same arguments as the run that made it) and only read it back")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = p.parse_args(argv)
 
@@ -63,17 +130,20 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     root = work / "shop"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     conf = work / "arms.yaml"
-    conf.write_text(ARMS_YAML)
+    if not args.report_only:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        conf.write_text(ARMS_YAML)
     cfg = load_config(conf_file=conf, data_root=str(root),
                       overrides=["tuning.budget_seconds_wide=20", "tuning.budget_seconds_warm=10", *args.set])
     behaviour = Behaviour(quality_effect=args.quality_effect)
     t0 = time.perf_counter()
     night_seconds, sim_seconds, nights = [], [], []
     with PeakRSS() as rss:
-        generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items, seed=args.seed)
+        if not args.report_only:
+            generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items,
+                          seed=args.seed)
         spark = spark_session(cfg.spark, app_name="bench-storefront")
         first_sim = dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days)
 
@@ -84,9 +154,10 @@ def main(argv=None) -> int:
             nights.append((day.isoformat(), summary["status"]))
             print(f"night {day}: {summary['status']} in {night_seconds[-1]:.0f}s", flush=True)
 
-        night(first_sim - dt.timedelta(days=1))
         sim_days = 7 * args.weeks
-        for k in range(sim_days):
+        if not args.report_only:
+            night(first_sim - dt.timedelta(days=1))
+        for k in range(0 if args.report_only else sim_days):
             day = first_sim + dt.timedelta(days=k)
             t = time.perf_counter()
             s = simulate_storefront(cfg, start=day.isoformat(), end=day.isoformat(), behaviour=behaviour)
@@ -95,6 +166,10 @@ def main(argv=None) -> int:
             print(f"day {day}: {json.dumps(counts)}", flush=True)
             if (k + 1) % args.night_every == 0 and k + 1 < sim_days:
                 night(day)
+        last = (first_sim + dt.timedelta(days=sim_days - 1)).isoformat()
+        t = time.perf_counter()
+        report = read_back(spark, cfg, first_sim.isoformat(), last)
+        report_seconds = time.perf_counter() - t
         spark.stop()
         arms = arm_truth(str(root), EXPERIMENT)
     total = time.perf_counter() - t0
@@ -114,9 +189,10 @@ def main(argv=None) -> int:
                      f"{m['expected_rec_conversion'] - pop['expected_rec_conversion']:+.3f} | "
                      f"{m['revenue_per_person'] - pop['revenue_per_person']:+.2f} | "
                      f"{m['conversion'] - pop['conversion']:+.3f} |")
-    lines += ["", f"wall {total:.0f}s: nights {sum(night_seconds):.0f}s ({len(night_seconds)}, median "
-                  f"{sorted(night_seconds)[len(night_seconds) // 2]:.0f}s), simulated days {sum(sim_seconds):.0f}s "
-                  f"(median {sorted(sim_seconds)[len(sim_seconds) // 2]:.2f}s a day); peak RSS {rss.peak_gb:.1f} GB"]
+    lines += ["", *report_lines(report, arms)]
+    lines += ["", f"wall {total:.0f}s (the A/B report, with its validate and stitch: {report_seconds:.0f}s): nights {sum(night_seconds):.0f}s ({len(night_seconds)}, median "
+                  f"{median(night_seconds):.0f}s), simulated days {sum(sim_seconds):.0f}s "
+                  f"(median {median(sim_seconds):.2f}s a day){' (--report-only: read back only)' if args.report_only else ''}; peak RSS {rss.peak_gb:.1f} GB"]
     if args.no_append:
         print("\n".join(lines))
     else:

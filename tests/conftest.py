@@ -88,3 +88,12 @@ def redis_url(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def storefront_published(tmp_path_factory, spark):
+    """The storefront tests' tiny shop after its one night (tests/storefront_shop.py), run once per session and
+    never modified: tests copy it."""
+    from storefront_shop import publish
+
+    return publish(tmp_path_factory.mktemp("storefront"), spark)
