@@ -94,7 +94,8 @@ def report_lines(report: dict, arms: dict) -> list[str]:
                     or m.get("expected_rec_conversion", 0) > pop.get("expected_rec_conversion", 0))
     verdict = report["decisions"].get("model", {}).get("verdict", report["verdict"])
     agrees = (verdict == "ship") == truth_better
-    out += ["", f"verdict for model vs popular: **{verdict}** ({'; '.join(report['decisions'].get('model', {}).get('reasons', []))}); "
+    reasons = '; '.join(report['decisions'].get('model', {}).get('reasons', []))
+    out += ["", f"verdict for model vs popular: **{verdict}** ({reasons}); "
                 f"truth says model is {'better' if truth_better else 'not better'}: the verdict "
                 f"{'AGREES' if agrees else 'DISAGREES'} with the truth; page {report['paths']['html']}"]
     return out
@@ -190,9 +191,11 @@ def main(argv=None) -> int:
                      f"{m['revenue_per_person'] - pop['revenue_per_person']:+.2f} | "
                      f"{m['conversion'] - pop['conversion']:+.3f} |")
     lines += ["", *report_lines(report, arms)]
-    lines += ["", f"wall {total:.0f}s (the A/B report, with its validate and stitch: {report_seconds:.0f}s): nights {sum(night_seconds):.0f}s ({len(night_seconds)}, median "
-                  f"{median(night_seconds):.0f}s), simulated days {sum(sim_seconds):.0f}s "
-                  f"(median {median(sim_seconds):.2f}s a day){' (--report-only: read back only)' if args.report_only else ''}; peak RSS {rss.peak_gb:.1f} GB"]
+    replayed = " (--report-only: read back only)" if args.report_only else ""
+    lines += ["", f"wall {total:.0f}s (the A/B report, with its validate and stitch: {report_seconds:.0f}s): "
+                  f"nights {sum(night_seconds):.0f}s ({len(night_seconds)}, median {median(night_seconds):.0f}s), "
+                  f"simulated days {sum(sim_seconds):.0f}s (median {median(sim_seconds):.2f}s a day){replayed}; "
+                  f"peak RSS {rss.peak_gb:.1f} GB"]
     if args.no_append:
         print("\n".join(lines))
     else:

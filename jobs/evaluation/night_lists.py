@@ -6,8 +6,8 @@ published lists is replayed as of the holdout's cutoff, for the gate's sample of
 
 1. retrieval (`retrieval_candidates`): ALS with the pipeline's `als.*` on the holdout train weighted with its
    `interactions.half_life_days`, the item index of D's available items plus new items placed by their attributes
-   (`jobs.models.content.content_items`, the retrieve stage's rule), top `candidates.n` by `candidates.index`, minus the pairs
-   `jobs.exclusions` rules out under the pipeline's `filters.*` (purchases before the cutoff);
+   (`jobs.models.content.content_items`, the retrieve stage's rule), top `candidates.n` by `candidates.index`,
+   minus the pairs `jobs.exclusions` rules out under the pipeline's `filters.*` (purchases before the cutoff);
 2. ranking (`pipeline_lists`): the ranking step `jobs.ranking.ranker_for(cfg)` (the rank stage's) over those
    candidates, with the popular fill of each person's segment (`segment_popularity` over the validated events of
    the `window_days` ending the day before the cutoff, flagged ids left out), item features from the holdout train
