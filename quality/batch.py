@@ -4,8 +4,8 @@
 stage over its persisted copy) and returns a plain dict per day: rows, good rows, quarantined rows, per-reason
 counts and, for events, volume per device type and per event type, item events with unknown items and events
 without identity. These dicts are stored in each validated day's marker, so the trailing baselines of later runs
-come from markers, not from re-reading old data. `events_day_frame` turns them into one pandas row per day with the shares and ratios that the
-GX suite `events_days` checks.
+come from markers, not from re-reading old data. `events_day_frame` turns them into one pandas row per day with
+the shares and ratios that the GX suite `events_days` checks.
 """
 from __future__ import annotations
 
