@@ -1,7 +1,7 @@
 """`als.engine: spark` (jobs/models/spark_als.py): MLlib's ALS writes the same model the rest of the pipeline reads,
-learns the planted taste groups of tests/known_shop.py about as well as implicit, and a whole night runs with it."""
+learns the planted taste groups of tests/known_shop.py about as well as implicit (a whole night with it:
+tests/test_end_to_end.py)."""
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -68,30 +68,3 @@ def test_spark_train_writes_the_model_the_pipeline_reads_and_learns_the_planted_
                      for recs in baseline_recs(holdout, k=k).values())
     assert spark_ndcg > 2 * popularity  # it finds the groups (implicit: about 0.27 against 0.07)
     assert spark_ndcg >= 0.8 * implicit_ndcg, (spark_ndcg, implicit_ndcg)
-
-
-def test_a_night_with_the_spark_engine_publishes_lists(tmp_path, spark):
-    """A tiny generated shop, one whole night with als.engine spark: retrieve searches the executors' factors."""
-    import pyarrow.parquet as pq
-
-    from jobs.config import load_config
-    from jobs.pipeline import run_all
-    from jobs.shop import generate_shop
-    from jobs.storage.layout import Layout
-
-    root = tmp_path / "shop"
-    generate_shop(str(root), start="2026-08-01", days=10, users=200, items=60, seed=3, defect_rate=0.0)
-    cfg = load_config(data_root=str(root), overrides=[
-        "spark.master=local[1]", "spark.shuffle_partitions=1", "als.engine=spark", "als.factors=8",
-        "als.iterations=5", "tuning.budget_seconds_wide=3", "tuning.budget_seconds_warm=2", "tuning.max_trials=2",
-        "gate.min_test_persons=5"])
-    summary = run_all(cfg, "2026-08-10", spark=spark)
-    assert summary["status"] in ("published", "popularity"), summary
-    layout = Layout(str(root))
-    model_meta = json.loads((Path(layout.model("2026-08-10")) / "model.json").read_text())
-    assert model_meta["als"]["engine"] == "spark"
-    lists = pq.read_table(layout.recommendations("2026-08-10")).to_pandas()
-    persons = lists[lists["subject_type"] == "person"]
-    assert len(persons) > 0 and persons.groupby("subject_id").size().max() == cfg.top_n
-    if summary["status"] == "published":  # the model's lists: candidates came from the Spark-trained factors
-        assert (pq.read_table(layout.candidates("2026-08-10")).column("source").to_pylist()).count("mf") > 0
