@@ -1,5 +1,9 @@
 """ALS training time: implicit (as `jobs.models.mf.MFModel.fit`) vs Spark MLlib's ALS (implicitPrefs=True), same data,
-rank and iterations, in one process; plus each model's NDCG@10 on the same holdout as a sanity check.
+rank and iterations, in one process; plus each model's NDCG@10 on the same holdout as a sanity check. The third row
+is the `als.engine: spark` path as the train stage runs it (`jobs.models.spark_als.fit_frames`): the pairs read
+by Spark from Parquet, ids numbered on the executors, the fit, and both factor tables written by the executors,
+then read back as the later stages read them; beside it the implicit engine's train path (CSR from the same
+Parquet with pyarrow, fit, tables written with pyarrow).
 
 Data (default): the Online Retail purchase matrix the pipeline would train on for 2011-11-08 (customers and
 guest invoices, purchase lines with the conf's weight and recency decay); holdout = the products each known
@@ -106,6 +110,50 @@ def time_spark(spark, matrix, als, *, reg: float, seed: int):
     return convert, fit, user_vecs, item_vecs
 
 
+def time_engines(spark, train, als, *, seed: int, workdir: str):
+    """The train stage's two engines on the same pairs: (implicit s, spark s, spark counts, {person_id: vector},
+    {item_id: vector}) for the Spark engine's factors as read back from its files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.models.als import Factors
+    from jobs.models.mf import InteractionMatrix, MFModel
+    from jobs.models.spark_als import fit_frames
+
+    pairs_path = f"{workdir}/pairs.parquet"
+    pq.write_table(pa.Table.from_pandas(train[["person_id", "item_id", "weight"]].astype(
+        {"person_id": str, "item_id": str}), preserve_index=False), pairs_path)
+
+    started = time.perf_counter()
+    table = pq.read_table(pairs_path)
+    model = MFModel.fit(InteractionMatrix.from_pairs(table.column("person_id"), table.column("item_id"),
+                                                     table.column("weight").to_numpy()), als, seed=seed)
+    for name, t in model.tables().items():
+        pq.write_table(t, f"{workdir}/implicit-{name}.parquet")
+    implicit_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    fit = fit_frames(spark.read.parquet(pairs_path), dataclasses.replace(als, engine="spark"), seed=seed)
+    fit.persons.write.mode("overwrite").parquet(f"{workdir}/spark-persons.parquet")
+    fit.items.write.mode("overwrite").parquet(f"{workdir}/spark-items.parquet")
+    fit.release()
+    spark_s = time.perf_counter() - started
+    persons = Factors.from_table(pq.read_table(f"{workdir}/spark-persons.parquet"), "person_id")
+    items = Factors.from_table(pq.read_table(f"{workdir}/spark-items.parquet"), "item_id")
+    return implicit_s, spark_s, fit.counts, persons, items
+
+
+def aligned(factors, ids):
+    """`factors`' vectors in the order of `ids` (zeros for an id it lacks)."""
+    import numpy as np
+    import pandas as pd
+
+    out = np.zeros((len(ids), factors.vectors.shape[1]), np.float32)
+    at = pd.Index(factors.ids).get_indexer(np.asarray(ids, dtype=object))
+    out[at >= 0] = factors.vectors[at[at >= 0]]
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail"
@@ -150,6 +198,13 @@ def main(argv=None) -> int:
     convert, fit, s_users, s_items = time_spark(spark, matrix, als, reg=spark_reg, seed=cfg.seed)
     spark_ndcg = ndcg(s_users, s_items, matrix, persons, items, truth)
     second, *_ = time_implicit(interactions, als, cfg.seed)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="recs-bench-als-") as workdir:
+        engine_implicit_s, engine_spark_s, engine_counts, e_persons, e_items = time_engines(
+            spark, train, als, seed=cfg.seed, workdir=workdir)
+    engine_ndcg = ndcg(aligned(e_persons, persons.astype(str)), aligned(e_items, items.astype(str)), matrix,
+                       persons, items, truth)
     spark.stop()
 
     implicit_s = statistics.mean([first, second])
@@ -160,7 +215,12 @@ def main(argv=None) -> int:
             {"name": f"Spark MLlib ALS, implicitPrefs ({cfg.spark.master})",
              "s": f"{spark_s:.1f} (convert {convert:.1f} + fit {fit:.1f})",
              "ratio": f"{spark_s / implicit_s:.1f}x (fit only {fit / implicit_s:.1f}x)", "ndcg": spark_ndcg,
-             "settings": f"regParam {spark_reg:.4g}, alpha {als.alpha:g}, 10x10 blocks"}]
+             "settings": f"regParam {spark_reg:.4g}, alpha {als.alpha:g}, 10x10 blocks"},
+            {"name": "train stage, als.engine implicit (read, fit, write)", "s": f"{engine_implicit_s:.1f}",
+             "ratio": "1 (this pair's baseline)", "ndcg": implicit_ndcg, "settings": "pyarrow read and write"},
+            {"name": "train stage, als.engine spark (read, number ids, fit, executors write)",
+             "s": f"{engine_spark_s:.1f}", "ratio": f"{engine_spark_s / engine_implicit_s:.1f}x", "ndcg": engine_ndcg,
+             "settings": f"regParam {engine_counts['reg_param']:.4g} (jobs.models.spark_als.reg_param)"}]
     lines = [f"data: {data}; {matrix.shape[0]:,} x {matrix.shape[1]:,}, {matrix.nnz:,} non-zeros; "
              f"rank {rank}, {iterations} iterations; same CSR, same process; order implicit, Spark, implicit"
              + ("; QUICK smoke run" if args.quick else ""), "",

@@ -12,7 +12,8 @@ or fails instead of racing it.
 
 Params: `data_root` (default: the RECS_DATA_ROOT environment variable), `conf` (a YAML file layered on
 conf/default.yaml), `overrides` (list of key=value), `ds` (a date to run instead of the logical date).
-Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B` (README: Backfills).
+Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B --max-active-runs 1`
+(README: Backfills through the scheduler; nights run one after the other).
 Dates older than the live lists publish their Parquet lists but leave the live key-value version alone unless the
 overrides hold `publish.backfill=promote` (or `version`: also build a key-value version, not switched to), e.g.
 `--dag-run-conf '{"overrides": ["publish.backfill=promote"]}'`.

@@ -97,6 +97,7 @@ class AlsConfig:
     regularization: float
     alpha: float
     threads: int
+    engine: str  # implicit (one node) | spark (Spark MLlib ALS on the executors: jobs.models.spark_als)
 
 
 @dataclass(frozen=True)
@@ -447,6 +448,7 @@ _CHOICES[("quality", "naive_timestamps")] = ("utc", "reject")
 _CHOICES[("tuning", "method")] = ("tpe", "random")
 _CHOICES[("publish", "backfill")] = ("lists", "version", "promote")
 _CHOICES[("candidates", "index", "method")] = ("auto", "exact", "ah", "tree")
+_CHOICES[("als", "engine")] = ("implicit", "spark")
 
 
 def _yaml_key(f: dataclasses.Field) -> str:

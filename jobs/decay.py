@@ -3,7 +3,8 @@ the weights of one half-life.
 
 The interactions stage writes `weight` (the configured `interactions.half_life_days`) and `weights`, the
 pair's weight under each half-life of `HALF_LIFE_GRID_DAYS` (one aggregation, several sums), so self-tuning
-can try a half-life without reading the events again. Pure: no I/O, no Spark.
+can try a half-life without reading the events again. Pure: no I/O; `spark_weight` is the same rule as a Spark
+column (pyspark imported inside it).
 """
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ def weights_for(table: pa.Table, half_life_days: float) -> np.ndarray:
         column = pc.list_element(table.column("weights"), position)
         return np.nan_to_num(column.to_numpy(zero_copy_only=False).astype(np.float64), nan=0.0)
     return table.column("weight").to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def spark_weight(columns: list[str], half_life_days: float):
+    """`weights_for` as a Spark column over an interactions DataFrame with `columns` (als.engine spark reads the
+    interactions on the executors): the grid entry of `weights`, else `weight`, per row."""
+    from pyspark.sql import functions as F
+
+    position = grid_position(half_life_days)
+    if position is None or "weights" not in columns:
+        return F.col("weight").cast("double")
+    entry = F.nanvl(F.element_at("weights", position + 1).cast("double"), F.lit(0.0))
+    return F.coalesce(entry, F.col("weight").cast("double"))

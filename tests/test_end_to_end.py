@@ -241,3 +241,20 @@ def test_ab_arms_each_get_their_own_lists_tagged_in_parquet_both_stores_and_look
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()  # the server is shared by the session's tests
+
+
+def test_a_night_with_the_spark_engine_publishes_lists_from_the_executors_factors(published_copy, spark):
+    """als.engine spark: MLlib's ALS writes the model, and retrieve, rank and publish run on it unchanged."""
+    from jobs.pipeline import run_all
+
+    layout = Layout(str(published_copy))
+    summary = run_all(run_cfg(published_copy, "als.engine=spark", "gate.min_test_persons=5"), RUN_DATE, spark=spark)
+    assert summary["status"] in ("published", "published_popularity_fallback"), summary
+    model_meta = json.loads((Path(layout.model(RUN_DATE)) / "model.json").read_text())
+    assert model_meta["als"]["engine"] == "spark" and model_meta["engine"]["reg_param"] > 0
+    assert Path(layout.model(RUN_DATE), "persons.parquet").is_dir()  # part files the executors wrote
+    lists = table(layout.recommendations(RUN_DATE))
+    persons = lists[lists["subject_type"] == "person"]
+    assert len(persons) > 0 and persons.groupby("subject_id").size().eq(20).all()
+    if summary["status"] == "published":  # the model's own lists: candidates searched from the Spark factors
+        assert "mf" in set(table(layout.candidates(RUN_DATE))["source"])

@@ -28,9 +28,13 @@ class Factors:
 
     @classmethod
     def from_table(cls, table: pa.Table, id_col: str) -> "Factors":
+        import pyarrow.compute as pc
+
         col = table.column("factors").combine_chunks()
-        dim = col.type.list_size
-        vectors = col.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+        flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
+        # fixed-size lists (written here) or plain lists of one length (Spark's array<float>: als.engine spark)
+        dim = col.type.list_size if pa.types.is_fixed_size_list(col.type) else (len(flat) // len(col) if len(col) else 0)
+        vectors = flat.reshape(len(col), dim).astype(np.float32, copy=False)
         return cls(np.asarray(table.column(id_col).to_pylist(), dtype=object), vectors)
 
 

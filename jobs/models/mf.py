@@ -1,7 +1,7 @@
 """The recommender's one small model interface: fit matrix factorization, then recommend top-N items.
 
     matrix = InteractionMatrix.from_pairs(person_ids, item_ids, weights)
-    model = MFModel.fit(matrix, settings, seed=cfg.seed)          # implicit ALS
+    model = MFModel.fit(matrix, settings, seed=cfg.seed)          # implicit ALS, or MLlib's (settings.engine)
     index = model.item_index(available_ids, extra=cold_items)      # what may be recommended
     recs = model.recommend(person_ids, index, exclude_persons=..., exclude_items=..., n=100,
                            index_settings=cfg.candidates.index)
@@ -33,6 +33,7 @@ class AlsSettings(Protocol):
     regularization: float
     alpha: float
     threads: int
+    engine: str  # "implicit" (default when absent) or "spark"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +72,15 @@ class MFModel:
 
     @classmethod
     def fit(cls, matrix: InteractionMatrix, settings: AlsSettings, *, seed: int, progress: bool = False) -> "MFModel":
-        person_vecs, item_vecs = train_als(matrix.matrix, factors=settings.factors,
-                                           regularization=settings.regularization, alpha=settings.alpha,
-                                           iterations=settings.iterations, threads=settings.threads, seed=seed,
-                                           progress=progress)
+        if getattr(settings, "engine", "implicit") == "spark":  # MLlib on the running SparkSession
+            from jobs.models.spark_als import fit_matrix
+
+            person_vecs, item_vecs = fit_matrix(matrix.matrix, settings, seed=seed)
+        else:
+            person_vecs, item_vecs = train_als(matrix.matrix, factors=settings.factors,
+                                               regularization=settings.regularization, alpha=settings.alpha,
+                                               iterations=settings.iterations, threads=settings.threads, seed=seed,
+                                               progress=progress)
         return cls(Factors(matrix.person_ids, person_vecs), Factors(matrix.item_ids, item_vecs))
 
     def tables(self) -> dict[str, pa.Table]:

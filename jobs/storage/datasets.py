@@ -177,6 +177,16 @@ class ModelStore:
             io.write_json(f"{tmp}/{MODEL_META}", meta)
         return out
 
+    def write_spark(self, ds: str, frames: dict, meta: dict) -> str:
+        """`write` for factor tables that are Spark DataFrames: the executors write `<name>.parquet/` (a folder
+        of part files, read the same way as the single file), then `model.json`; the folder is replaced whole."""
+        out = self.path(ds)
+        with io.atomic_dir(out) as tmp:
+            for name, frame in frames.items():
+                frame.write.parquet(f"{tmp}/{name}.parquet")
+            io.write_json(f"{tmp}/{MODEL_META}", meta)
+        return out
+
     def read(self, ds: str, names: tuple[str, ...]) -> tuple[dict[str, pa.Table], dict]:
         import pyarrow.parquet as pq
 
