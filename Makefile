@@ -26,8 +26,9 @@ java-check:
 demo: setup
 	$(BIN)/python -m jobs.demo --data-root $(DEMO_ROOT)
 
+# two workers, each with its own local Spark session; --dist loadfile keeps a module (and its fixtures) on one
 test: setup
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-all: setup
 	$(BIN)/python -m pytest -q

@@ -45,10 +45,24 @@ def spark(tmp_path_factory):
          .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
          .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+         # 2g: one session serves the whole suite, and a night's broadcasts and caches add up in it
+         .config("spark.driver.memory", "2g")
          .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("wh"))).getOrCreate())
     s.sparkContext.setLogLevel("ERROR")
     yield s
     s.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_spark_caches():
+    """After each module, drops what its nights cached in the shared session, so caches left by stages that a
+    process normally runs once (a night per process) do not pile up over the suite until the driver runs out."""
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.catalog.clearCache()
 
 
 @pytest.fixture
