@@ -307,6 +307,7 @@ def srm_main(args) -> int:
              "| split | report: people per arm | first-arm share | SRM chi-square | SRM p-value | flagged | "
              "truth: exposed persons per arm | truth: persons whose exposures were dropped |",
              "|---|---|---|---|---|---|---|---|"]
+
     def num(x, fmt: str) -> str:
         return "n/a" if x is None else format(x, fmt)
 
@@ -321,11 +322,12 @@ def srm_main(args) -> int:
     n = sum(results["fair"]["report"]["health"]["srm"]["observed"])
     flagged = {name: r["report"]["health"]["srm"]["flagged"] for name, r in results.items()}
     both = flagged["planted"] and not flagged["fair"]
+    d2 = max(abs(args.srm_share - 0.5), 1e-9) ** 2
     lines += ["", f"the check {'DISTINGUISHES' if both else 'does NOT distinguish'} the planted split from the fair "
                   f"one at this size. With {n} exposed persons, the first-arm share flagged half the time is "
-                  f"{srm_detectable(n):.4f} and in 80% of runs {srm_detectable(n, 0.8416):.4f} (a 51/49 split needs "
-                  f"~{round(10.83 / (4 * 0.01 ** 2)):,} people to be flagged half the time, "
-                  f"~{round((3.2905 + 0.8416) ** 2 / (4 * 0.01 ** 2)):,} for 80%)",
+                  f"{srm_detectable(n):.4f} and in 80% of runs {srm_detectable(n, 0.8416):.4f} (a first-arm share of "
+                  f"{args.srm_share:g} needs ~{round(3.2905 ** 2 / (4 * d2)):,} people to be flagged half the time, "
+                  f"~{round((3.2905 + 0.8416) ** 2 / (4 * d2)):,} in 80% of runs)",
               "", f"wall {total:.0f}s: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items())
               + f"; peak RSS {rss.peak_gb:.1f} GB"]
     if args.no_append:
