@@ -29,7 +29,7 @@ persons, so exposed persons split S : 1 - S), the second with the configured fai
 is then read back by `recs ab-report` (final readout only) and the people per arm, SRM p-value and flag of both,
 with the truth's counts, go to RESULTS.md.
 
-    python bench/bench_storefront.py --srm-share 0.51 --users 100000 --items 60 --days 5 --sim-days 5
+    python bench/bench_storefront.py --srm-share 0.51 --users 100000 --items 60 --days 3 --sim-days 7  # ~60k people, 10 min
     python bench/bench_storefront.py --srm-share 0.51 --users 3000 --items 60 --days 3 --sim-days 2 --no-append
 """
 from __future__ import annotations
