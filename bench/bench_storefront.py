@@ -17,6 +17,20 @@ minutes in all); --night-every 1 gives the true nightly alternation on a quiet h
     python bench/bench_storefront.py --weeks 2 --night-every 7 --no-append
     python bench/bench_storefront.py --users 600 --items 200 --night-every 28   # one night: ~13 min when busy
     python bench/bench_storefront.py --users 600 --items 200 --night-every 28 --report-only  # read back again
+
+SRM mode (`--srm-share S`, e.g. 0.51): does the sample-ratio check flag an assignment bug of that size? A 51/49
+split is only detectable at p < 0.001 with ~30k+ exposed persons (chi-square ~ 4 n (S - 0.5)^2 > 10.83), so this
+mode keeps the night cheap and the population large: a shop of --users persons but few items and --days generated
+days (only persons the pipeline knows get person lists inside the experiment), one night (no tuning, gate or
+learned ranker), then a copy of the shop taken right after the night, and --sim-days simulated days on BOTH copies
+with the same seed and --rec-share (share of sessions that see the list; 1.0 here so every visit counts): the
+first with the planted fault (`Faults(srm_share=S)`: the page loses every exposure of a hashed subset of one arm's
+persons, so exposed persons split S : 1 - S), the second with the configured fair split (the control). Each copy
+is then read back by `recs ab-report` (final readout only) and the people per arm, SRM p-value and flag of both,
+with the truth's counts, go to RESULTS.md.
+
+    python bench/bench_storefront.py --srm-share 0.51 --users 100000 --items 60 --days 3 --sim-days 7  # ~60k people, 10 min
+    python bench/bench_storefront.py --srm-share 0.51 --users 3000 --items 60 --days 3 --sim-days 2 --no-append
 """
 from __future__ import annotations
 
@@ -44,10 +58,11 @@ def median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2] if xs else float("nan")
 
 
-def read_back(spark, cfg, first: str, last: str, every: int = 7) -> dict:
+def read_back(spark, cfg, first: str, last: str, every: int | None = 7) -> dict:
     """The last night's validate and stitch (so every simulated day is validated and its people stitched), then
     `recs ab-report` over the simulated days as the nightly task would have read it every `every` days (sequential
-    intervals: the page's plots over time), and at the planned end = the last day (the final readout, returned)."""
+    intervals: the page's plots over time; None: no such looks), and at the planned end = the last day (the final
+    readout, returned)."""
     from dataclasses import replace
 
     from jobs.abtest.job import run as ab_report
@@ -57,7 +72,7 @@ def read_back(spark, cfg, first: str, last: str, every: int = 7) -> dict:
         run_stage(stage, cfg, last, spark=spark)
     cfg = replace(cfg, abtest=replace(cfg.abtest, start=first, planned_end=last))
     day, looks = dt.date.fromisoformat(first), []
-    while (day := day + dt.timedelta(days=every - 1 if not looks else every)).isoformat() < last:
+    while every and (day := day + dt.timedelta(days=every - 1 if not looks else every)).isoformat() < last:
         looks.append(day.isoformat())
     for end in looks:
         r = ab_report(spark, cfg, EXPERIMENT, start=first, end=end)
@@ -116,7 +131,15 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="keep --work's simulated shop (same arguments as the run that made it) and only read it back")
     p.add_argument("--no-append", action="store_true", help="print only; do not append to bench/RESULTS.md")
+    p.add_argument("--srm-share", type=float, default=None,
+                   help="SRM mode: plant this first-arm share of exposed persons (e.g. 0.51) and compare with a fair "
+                        "control on a copy of the same shop (see above)")
+    p.add_argument("--sim-days", type=int, default=5, help="SRM mode: simulated days on each copy")
+    p.add_argument("--rec-share", type=float, default=1.0,
+                   help="SRM mode: share of browsing sessions that see the list")
     args = p.parse_args(argv)
+    if args.srm_share is not None:
+        return srm_main(args)
 
     import os
 
@@ -200,6 +223,118 @@ def main(argv=None) -> int:
         print("\n".join(lines))
     else:
         append_results("bench_storefront: the simulated storefront, popularity arm vs the full pipeline's arm", lines)
+    return 0
+
+
+# The night of the SRM mode only has to publish person lists: no search over settings, no holdout, no learned ranker.
+CHEAP_NIGHT = ["tuning.enabled=false", "gate.enabled=false", "rank.ranker.enabled=false"]
+
+
+def srm_detectable(n: int, z_power: float = 0.0) -> float:
+    """The first-arm share (above 0.5) whose expected chi-square reaches the 0.001 critical value with `n` people
+    in two equal arms: 4 n d^2 = (z_0.0005 + z_power)^2; z_power 0 is flagged half the time, 0.84 in 80%."""
+    return 0.5 + (3.2905 + z_power) / (2 * n ** 0.5)
+
+
+def srm_main(args) -> int:
+    """SRM mode: one shop and one night, copied; the planted split on one copy, the fair split on the other."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from jobs.config import load_config
+    from jobs.pipeline import run_all
+    from jobs.shop import generate_shop
+    from jobs.spark import spark_session
+    from jobs.storefront import Behaviour, Faults, simulate_storefront
+    from jobs.storefront import truth as sim_truth
+    from jobs.storefront.truth import arm_truth
+
+    work = Path(args.work)
+    roots = {"planted": work / "shop", "fair": work / "shop-fair"}
+    conf = work / "arms.yaml"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    conf.write_text(ARMS_YAML)
+
+    def config(root: Path):
+        return load_config(conf_file=conf, data_root=str(root), overrides=[*CHEAP_NIGHT, *args.set])
+
+    behaviour = Behaviour(quality_effect=args.quality_effect, rec_share=args.rec_share)
+    first_sim = dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days)
+    days = [(first_sim + dt.timedelta(days=k)).isoformat() for k in range(args.sim_days)]
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with PeakRSS() as rss:
+        t = time.perf_counter()
+        generate_shop(str(roots["planted"]), start=args.start, days=args.days, users=args.users, items=args.items,
+                      seed=args.seed)
+        seconds["generate"] = time.perf_counter() - t
+        print(f"shop generated in {seconds['generate']:.0f}s", flush=True)
+        spark = spark_session(config(roots["planted"]).spark, app_name="bench-storefront-srm")
+        t = time.perf_counter()
+        summary = run_all(config(roots["planted"]), (first_sim - dt.timedelta(days=1)).isoformat(), spark=spark)
+        seconds["night"] = time.perf_counter() - t
+        print(f"night: {summary['status']} in {seconds['night']:.0f}s", flush=True)
+        shutil.copytree(roots["planted"], roots["fair"])  # the same shop and published lists for the control
+        results = {}
+        for name, faults in (("planted", Faults(srm_share=args.srm_share)), ("fair", Faults())):
+            cfg = config(roots[name])
+            t = time.perf_counter()
+            for day in days:
+                s = simulate_storefront(cfg, start=day, end=day, behaviour=behaviour, faults=faults)[day]
+                print(f"{name} {day}: exposures {s['exposures']} (in the experiment {s['exposures_in_experiment']}),"
+                      f" planted {s['planted']}", flush=True)
+            seconds[f"simulate {name}"] = time.perf_counter() - t
+            t = time.perf_counter()
+            report = read_back(spark, cfg, days[0], days[-1], every=None)
+            seconds[f"ab-report {name}"] = time.perf_counter() - t
+            planted = sim_truth.read(str(roots[name]), "planted", days).to_pandas()
+            results[name] = {"report": report, "truth": arm_truth(str(roots[name]), EXPERIMENT),
+                             "dropped_persons": int(planted.loc[planted.fault == "srm_dropped", "person"].nunique())}
+            srm = report["health"]["srm"]
+            print(f"{name}: people {report['people']}, SRM p = {srm['p_value']}, flagged {srm['flagged']}",
+                  flush=True)
+        spark.stop()
+    total = time.perf_counter() - t0
+
+    lines = [f"shop {args.users} users x {args.items} items, {args.days} generated days, one night ({summary['status']}; "
+             f"{', '.join(CHEAP_NIGHT)}), then {args.sim_days} simulated days ({days[0]}..{days[-1]}, rec_share "
+             f"{args.rec_share}) on two copies of it with the same seed {args.seed}: the planted first-arm share "
+             f"{args.srm_share} (`Faults(srm_share=...)`) and the configured fair 50/50 split; each read back by "
+             f"`recs ab-report` (final readout; SRM flagged below p = "
+             f"{config(roots['fair']).abtest.srm_p:g}); host shared with other agents (timings are loose)", "",
+             "| split | report: people per arm | first-arm share | SRM chi-square | SRM p-value | flagged | "
+             "truth: exposed persons per arm | truth: persons whose exposures were dropped |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def num(x, fmt: str) -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    for name, r in results.items():
+        srm = r["report"]["health"]["srm"]
+        label = f"planted {args.srm_share:g}" if name == "planted" else "fair (control)"
+        per_arm = " / ".join(f"{a} {o}" for a, o in zip(srm["arms"], srm["observed"]))
+        truth_arms = " / ".join(f"{a} {v['exposed_persons']}" for a, v in sorted(r["truth"].items()))
+        lines.append(f"| {label} | {per_arm} | {srm['observed'][0] / max(sum(srm['observed']), 1):.4f} | "
+                     f"{num(srm['chi2'], '.2f')} | {num(srm['p_value'], '.3g')} | "
+                     f"**{'yes' if srm['flagged'] else 'no'}** | {truth_arms} | {r['dropped_persons']} |")
+    n = sum(results["fair"]["report"]["health"]["srm"]["observed"])
+    flagged = {name: r["report"]["health"]["srm"]["flagged"] for name, r in results.items()}
+    both = flagged["planted"] and not flagged["fair"]
+    d2 = max(abs(args.srm_share - 0.5), 1e-9) ** 2
+    lines += ["", f"the check {'DISTINGUISHES' if both else 'does NOT distinguish'} the planted split from the fair "
+                  f"one at this size. With {n} exposed persons, the first-arm share flagged half the time is "
+                  f"{srm_detectable(n):.4f} and in 80% of runs {srm_detectable(n, 0.8416):.4f} (a first-arm share of "
+                  f"{args.srm_share:g} needs ~{round(3.2905 ** 2 / (4 * d2)):,} people to be flagged half the time, "
+                  f"~{round((3.2905 + 0.8416) ** 2 / (4 * d2)):,} in 80% of runs)",
+              "", f"wall {total:.0f}s: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items())
+              + f"; peak RSS {rss.peak_gb:.1f} GB"]
+    if args.no_append:
+        print("\n".join(lines))
+    else:
+        append_results(f"bench_storefront --srm-share {args.srm_share:g}: a planted assignment bug against a fair "
+                       "split, read back by the sample-ratio check", lines)
     return 0
 
 
