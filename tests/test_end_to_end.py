@@ -243,6 +243,7 @@ def test_ab_arms_each_get_their_own_lists_tagged_in_parquet_both_stores_and_look
     redis.Redis.from_url(redis_url).flushdb()  # the server is shared by the session's tests
 
 
+@pytest.mark.slow  # a whole extra night (~100 s); tests/test_models_spark_als.py covers the engine in `make test`
 def test_a_night_with_the_spark_engine_publishes_lists_from_the_executors_factors(published_copy, spark):
     """als.engine spark: MLlib's ALS writes the model, and retrieve, rank and publish run on it unchanged."""
     from jobs.pipeline import run_all
