@@ -218,8 +218,10 @@ def test_ab_arms_each_get_their_own_lists_tagged_in_parquet_both_stores_and_look
     (Path(layout.model(day_before)) / "PUBLISHED").write_text(json.dumps({"run_date": day_before}))
     arms = ("[{name: control, share: 0.4, serves: model}, {name: popular, share: 0.3, serves: popularity}, "
             "{name: before, share: 0.3, serves: previous}]")
+    # gate off: the stand-in previous model carries the DAG night's self-tuned settings (their trials depend on the
+    # host's speed), and this test is about the arms, not about whether tonight's default settings beat them
     cfg = run_cfg(published_copy, "experiment.id=home-1", f"experiment.arms={arms}", f"export.redis_url={redis_url}",
-                  "tuning.enabled=false")
+                  "tuning.enabled=false", "gate.enabled=false")
     summary = run_all(cfg, RUN_DATE, spark=spark)
     assert summary["status"] == "published", summary
     assert summary["stages"]["retrieve"]["previous"]["persons"] > 0
