@@ -11,7 +11,7 @@ import pyarrow as pa
 import schemas
 from jobs.shop.arrays import DAY_US, STRING, hex_strings, take
 from jobs.shop.catalog import Catalog, Market
-from jobs.shop.funnel import ET, EVENT_TYPES, session_events
+from jobs.shop.funnel import ET, EVENT_TYPES, IMPRESSION_STEP, session_events
 from jobs.shop.identities import DEVICE_TYPES, Identity
 from jobs.shop.knobs import COUNTRIES, RETURN_DAYS, RETURN_P, UNAVAILABLE_VIEW_FACTOR
 from jobs.shop.people import People, profiles
@@ -61,7 +61,7 @@ def simulate_day(world: World, market: Market, d: int, rng: np.random.Generator,
     # who: user_id from the login onwards (or the whole session when already logged in)
     logged = (m == LOGGED_IN) | (m == LOGIN_FIRST) | ((m == LOGIN_MID) & (ev["step"] >= login_step[ev["sess"]]))
     user = np.where(logged, s.account[ev["sess"]], -1)
-    events = _events_table(rng, world, s, ev, user, t_us, order_ids)
+    events = _generated_events(rng, world, s, ev, user, t_us, order_ids)
     _schedule_returns(rng, world, d, s, ev, user, order_ids, returns_later)
     day_profiles = _signup_profiles(rng, world, d, ev, user, t_us)
 
@@ -88,17 +88,16 @@ def event_times(rng: np.random.Generator, sess: np.ndarray, s: Sessions, day_us:
     return day_us + begin[sess] + within
 
 
-def _events_table(rng: np.random.Generator, world: World, s: Sessions, ev: dict[str, np.ndarray],
-                  user: np.ndarray, t_us: np.ndarray, order_ids: pa.Array) -> pa.Table:
-    """The day's events in the contract schema, with fresh session and event ids, ordered by time."""
+def events_table(world: World, s: Sessions, ev: dict[str, np.ndarray], user: np.ndarray, t_us: np.ndarray, *,
+                 event_ids: pa.Array, session_ids: pa.Array, order_ids: pa.Array, experiment_id: pa.Array,
+                 variant: pa.Array) -> pa.Table:
+    """The day's events in the contract schema, ordered by time. Shared by the generator and the storefront
+    simulator (whose `Population` has the same catalog, people and ident); they differ only in the ids they draw
+    and in how list rows get their experiment and variant, which the caller gives per event."""
     cat, ppl, ident = world.catalog, world.people, world.ident
     sess, etype, qty, price = ev["sess"], ev["etype"], ev["qty"], ev["price"]
     n = sess.size
-    is_login = etype == ET["login"]
-    is_rec = (etype == ET["rec_impression"]) | (etype == ET["rec_click"])
     dev = s.device[sess]
-    session_ids = hex_strings(rng, s.size, 16, "s")
-    event_ids = hex_strings(rng, n, 32)
     cols = {
         "event_id": event_ids,
         "event_time": pa.array(t_us, pa.timestamp("us", tz="UTC")),
@@ -115,15 +114,30 @@ def _events_table(rng: np.random.Generator, world: World, s: Sessions, ev: dict[
         "quantity": pa.array(qty.astype(np.int32), mask=qty <= 0),
         "price": pa.array(price, mask=np.isnan(price)),
         "order_id": take(order_ids, ev["order"]),
-        "email_hash": take(ident.account_email_hash, np.where(is_login, user, -1)),
-        "experiment_id": take(pa.array([EXPERIMENT_ID], STRING), np.where(is_rec, 0, -1)),
-        "variant": take(pa.array(VARIANTS, STRING), np.where(is_rec, ident.device_variant[dev], -1)),
-        # the block's slots are steps 10, 11, ... (`funnel._rec_block`); position 1 is shown first
-        "position": pa.array((ev["step"] - 9).astype(np.int32), mask=etype != ET["rec_impression"]),
+        "email_hash": take(ident.account_email_hash, np.where(etype == ET["login"], user, -1)),
+        "experiment_id": experiment_id,
+        "variant": variant,
+        # a list's slots are steps IMPRESSION_STEP, IMPRESSION_STEP + 1, ...; position 1 is shown first
+        "position": pa.array((ev["step"] - IMPRESSION_STEP + 1).astype(np.int32),
+                             mask=etype != ET["rec_impression"]),
     }
     events = pa.table(cols, schema=schemas.load("events").arrow())
-    by_time = np.lexsort((np.arange(n), t_us))
-    return events.take(pa.array(by_time))
+    return events.take(pa.array(np.lexsort((np.arange(n), t_us))))
+
+
+def _generated_events(rng: np.random.Generator, world: World, s: Sessions, ev: dict[str, np.ndarray],
+                      user: np.ndarray, t_us: np.ndarray, order_ids: pa.Array) -> pa.Table:
+    """The generated day's events, with fresh session and event ids; list rows are in the shop's one experiment,
+    in the variant of their device."""
+    etype = ev["etype"]
+    is_rec = (etype == ET["rec_impression"]) | (etype == ET["rec_click"])
+    dev = s.device[ev["sess"]]
+    session_ids = hex_strings(rng, s.size, 16, "s")
+    event_ids = hex_strings(rng, ev["sess"].size, 32)
+    return events_table(
+        world, s, ev, user, t_us, event_ids=event_ids, session_ids=session_ids, order_ids=order_ids,
+        experiment_id=take(pa.array([EXPERIMENT_ID], STRING), np.where(is_rec, 0, -1)),
+        variant=take(pa.array(VARIANTS, STRING), np.where(is_rec, world.ident.device_variant[dev], -1)))
 
 
 def _schedule_returns(rng: np.random.Generator, world: World, d: int, s: Sessions, ev: dict[str, np.ndarray],

@@ -23,6 +23,8 @@ from jobs.shop.sessions import LOGIN_FIRST, LOGIN_MID, Sessions
 
 EVENT_TYPES: tuple[str, ...] = schemas.load("events").field("event_type").enum
 ET = {name: code for code, name in enumerate(EVENT_TYPES)}
+# the step of a list's first slot inside its session (slot j is IMPRESSION_STEP + j): the events' `position`
+IMPRESSION_STEP = 10
 
 
 class Pieces:
@@ -108,7 +110,7 @@ def _rec_block(rng: np.random.Generator, cat: Catalog, ppl: People, ident: Ident
     tp = s.person[r_sess[treat]]
     r_item[treat] = pick_items(rng, cat, ppl, taste_leaves(rng, cat, ppl, tp), tp, np.ones(tp.size, np.int64),
                                day_weight)
-    pieces.add(r_sess, 10 + r_pos, ET["rec_impression"], item=r_item)
+    pieces.add(r_sess, IMPRESSION_STEP + r_pos, ET["rec_impression"], item=r_item)
     click_p = np.where(variant == 1, REC_CLICK_P["treatment"], REC_CLICK_P["control"])
     clicked = rng.random(rec.size) < click_p
     click_pos = rng.integers(0, REC_SLOTS, rec.size)

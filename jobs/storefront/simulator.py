@@ -19,13 +19,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
-import schemas
 from jobs.config import RecsConfig
 from jobs.progress import track
 from jobs.shop.arrays import DAY_US, STRING, hex_strings, probs, rng_for, take
 from jobs.shop.catalog import catalog_snapshot
-from jobs.shop.day import event_times, start_us
-from jobs.shop.funnel import ET, EVENT_TYPES, session_events
+from jobs.shop.day import event_times, events_table, start_us
+from jobs.shop.funnel import ET, IMPRESSION_STEP, session_events
 from jobs.shop.identities import DEVICE_TYPES, HOUSEHOLD
 from jobs.shop.knobs import COUNTRIES, ENTRY_SOURCES, RETURN_DAYS, RETURN_P
 from jobs.shop.people import profiles
@@ -40,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # Steps inside a session (see `jobs.shop.funnel`): the generator's rows from step 50 on move up by this much,
 # leaving 50..1049 for the list's clicks, views and carts; impressions take 10..39, rec purchases 3000 + slot.
-_ORGANIC_SHIFT, _IMPRESSION_STEP, _CLICK_STEP, _REC_BUY_STEP = 1000, 10, 100, 3000
+_ORGANIC_SHIFT, _CLICK_STEP, _REC_BUY_STEP = 1000, 100, 3000
 
 
 @dataclass(frozen=True)
@@ -344,7 +343,7 @@ def _merge(organic: dict, order_ids: pa.Array, rec: _Shown, rng: np.random.Gener
                      ("qty", qty), ("price", price), ("order", order), ("query", -1), ("cat", -1), ("shown", rows)):
             parts[c].append(np.broadcast_to(np.asarray(v), (n,)).astype(np.float64 if c == "price" else np.int64))
 
-    add(k, _IMPRESSION_STEP + slot, ET["rec_impression"])
+    add(k, IMPRESSION_STEP + slot, ET["rec_impression"])
     c = k[rec.clicked]
     add(c, _CLICK_STEP + 20 * slot[c], ET["rec_click"])
     add(c, _CLICK_STEP + 20 * slot[c] + 1, ET["product_view"])
@@ -367,39 +366,17 @@ def _merge(organic: dict, order_ids: pa.Array, rec: _Shown, rng: np.random.Gener
 def _events_table(rng: np.random.Generator, pop: Population, s: Sessions, ev: dict, user: np.ndarray,
                   t_us: np.ndarray, order_ids: pa.Array, session_ids: pa.Array, rec_rows: np.ndarray, rec: _Shown,
                   answers: list[dict], exp_id: str) -> pa.Table:
-    """The day's events in the contract schema (as the generator writes them), ordered by time; list rows carry
-    the experiment id (empty outside the experiment), the answer's variant and, on impressions, the position."""
-    cat, ppl, ident = pop.catalog, pop.people, pop.ident
-    sess, etype, qty, price = ev["sess"], ev["etype"], ev["qty"], ev["price"]
-    n = sess.size
-    dev = s.device[sess]
+    """The day's events as the generator writes them; list rows carry the experiment id (empty outside the
+    experiment) and the variant of the answer they were shown from."""
+    etype = ev["etype"]
+    n = etype.size
     is_rec = (etype == ET["rec_impression"]) | (etype == ET["rec_click"])
     exposure = np.where(rec_rows >= 0, rec.exposure[np.maximum(rec_rows, 0)], -1) if rec.exposure.size else rec_rows
     in_exp = np.where(is_rec, rec.exp_code[np.maximum(exposure, 0)], -1) if answers else np.full(n, -1)
-    cols = {
-        "event_id": hex_strings(rng, n, 32),
-        "event_time": pa.array(t_us, pa.timestamp("us", tz="UTC")),
-        "event_type": take(pa.array(EVENT_TYPES, STRING), etype),
-        "anonymous_id": take(ident.device_ids, dev),
-        "user_id": take(ident.account_ids, user),
-        "session_id": take(session_ids, sess),
-        "device_type": take(pa.array(DEVICE_TYPES, STRING), ident.device_type[dev]),
-        "country": take(pa.array(list(COUNTRIES), STRING), ppl.country[s.person[sess]]),
-        "entry_source": take(pa.array(s.entry_names, STRING), s.entry[sess]),
-        "item_id": take(cat.item_ids, ev["item"]),
-        "category_id": take(cat.leaf_paths, ev["cat"]),
-        "query": take(cat.queries, ev["query"]),
-        "quantity": pa.array(qty.astype(np.int32), mask=qty <= 0),
-        "price": pa.array(price, mask=np.isnan(price)),
-        "order_id": take(order_ids, ev["order"]),
-        "email_hash": take(ident.account_email_hash, np.where(etype == ET["login"], user, -1)),
-        "experiment_id": take(pa.array([exp_id, ""], STRING), in_exp),
-        "variant": take(pa.array([a["variant"] for a in answers], STRING), np.where(is_rec, exposure, -1)),
-        "position": pa.array((ev["step"] - _IMPRESSION_STEP + 1).astype(np.int32),
-                             mask=etype != ET["rec_impression"]),
-    }
-    events = pa.table(cols, schema=schemas.load("events").arrow())
-    return events.take(pa.array(np.lexsort((np.arange(n), t_us))))
+    return events_table(
+        pop, s, ev, user, t_us, event_ids=hex_strings(rng, n, 32), session_ids=session_ids, order_ids=order_ids,
+        experiment_id=take(pa.array([exp_id, ""], STRING), in_exp),
+        variant=take(pa.array([a["variant"] for a in answers], STRING), np.where(is_rec, exposure, -1)))
 
 
 def _purchases(rng: np.random.Generator, pop: Population, s: Sessions, ev: dict, user: np.ndarray, t_us: np.ndarray,
