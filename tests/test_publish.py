@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from jobs.cli import main as recs
@@ -20,6 +21,7 @@ from jobs.serving import kvstore
 from jobs.stages import publish
 from jobs.storage import io
 from jobs.storage.datasets import Datasets
+from schemas import load
 from tests.published_lists import TOP_N, first_item, stage_night
 
 pytestmark = pytest.mark.spark
@@ -113,6 +115,19 @@ def test_a_same_date_rerun_never_deletes_the_live_version(spark, cfg):
     assert sorted(kept) == sorted(seen[-2:])  # pruned after the switch, by publish time
     same = night(spark, cfg, TONIGHT, attempt)  # the same lists again: the live version is reused, not rebuilt
     assert same["kv_reused"] and kvstore.current(kv) == pointer
+
+
+def test_a_rerun_after_a_new_profile_delivery_builds_a_new_version(spark, cfg):
+    """The version stores users' profile contexts: the same lists and identity map with a profile delivered
+    since must not find the version built before it."""
+    before = night(spark, cfg, TONIGHT)
+    data = Datasets(cfg.data_root)
+    profiles = pa.Table.from_pylist([{"user_id": "newcomer", "country": "DE"}], schema=load("profiles").arrow())
+    io.write_arrow_parquet(profiles, data.layout.validated("profiles", TONIGHT))
+    publish.run(spark, cfg, TONIGHT)  # what was staged is published already: the lists and identity are the same
+    after = kvstore.current(data.layout.kv())["version"]
+    assert after != before["kv_version"]
+    assert kvstore.KVReader(data.layout.kv(), after).list_value(kvstore.profile_key("newcomer")) is not None
 
 
 def test_manifest_describes_a_complete_version(spark, cfg):

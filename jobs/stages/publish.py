@@ -83,7 +83,10 @@ def run(spark: SparkSession, cfg: RecsConfig, run_date: str) -> dict:
     model_version = published.select("model_version").first()[0]
     meta = {"run_date": run_date, "model_version": model_version, "top_n": cfg.top_n,
             "segment_dimensions": list(cfg.segments.dimensions)}
-    fingerprint = {"inputs_digest": io.files_digest(published_path, data.identity_map.path(run_date)),
+    # the profiles too: a user's stored profile context is part of the version (a corrected profile delivery
+    # must not find the version built before it)
+    fingerprint = {"inputs_digest": io.files_digest(published_path, data.identity_map.path(run_date),
+                                                    *data.profile_folders_until(run_date)),
                    "config_digest": cfg.fingerprint(), "model_version": model_version}
     version = kvstore.find_version(kv_root, **fingerprint)
     reused = version is not None

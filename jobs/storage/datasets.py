@@ -302,14 +302,16 @@ class Datasets:
         df = io.read_spark_parquet(spark, [self.validated_events.path(d) for d in days], "events")
         return df.select(*columns) if columns else df
 
-    def profiles_until(self, spark, run_date: str):
-        """Validated profiles of every day up to `run_date` (a profile is delivered once, on the day it is
-        created or changed, so the window does not bound them), or None when there are none."""
+    def profile_folders_until(self, run_date: str) -> list[str]:
+        """The validated profile folders of every day up to `run_date` (a profile is delivered once, on the day
+        it is created or changed, so the window does not bound them)."""
         folder = self.layout.validated("profiles")
-        days = [d for d in io.partition_dates(folder) if d <= run_date]
-        if not days:
-            return None
-        return io.read_spark_parquet(spark, [self.layout.validated("profiles", d) for d in days], "profiles")
+        return [self.layout.validated("profiles", d) for d in io.partition_dates(folder) if d <= run_date]
+
+    def profiles_until(self, spark, run_date: str):
+        """Validated profiles of every day up to `run_date`, or None when there are none."""
+        folders = self.profile_folders_until(run_date)
+        return io.read_spark_parquet(spark, folders, "profiles") if folders else None
 
     def validated_marker(self, ds: str) -> dict | None:
         """The validate stage's marker of day `ds` (fingerprint, and `metrics` per dataset: rows, quarantine
