@@ -28,7 +28,7 @@ demo: setup
 
 # two workers, each with its own local Spark session; --dist loadfile keeps a module (and its fixtures) on one
 test: setup
-	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile --durations=20
 
 test-all: setup
 	$(BIN)/python -m pytest -q

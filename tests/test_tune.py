@@ -6,7 +6,7 @@ import pytest
 from known_shop import RUN_DATE, write_shop
 
 from jobs.config import load_config
-from jobs.evaluation.tuning import TUNABLE_KEYS, settings_of
+from jobs.evaluation.tuning import POPULARITY_WEIGHTS, RANK_WEIGHT_KEY, TUNED_KEYS, settings_of
 from jobs.stages import tune
 from jobs.storage.datasets import Datasets
 
@@ -33,7 +33,8 @@ def test_a_wide_first_night_finds_settings_at_least_as_good_and_records_them(tmp
     data = Datasets(cfg.data_root)
     doc = data.tuning.read(RUN_DATE)
     assert doc["trials"][0]["settings"] == settings_of(cfg)  # trial 0 = the config's settings
-    assert set(doc["settings"]) == set(TUNABLE_KEYS)
+    assert set(doc["settings"]) == set(TUNED_KEYS)
+    assert doc["rank_weight"] is None  # no Spark session: the ranking weight is not searched
     if doc["adopted"]:
         assert doc["changes"] and all(doc["settings"][k] == after for k, (_, after) in doc["changes"].items())
         assert figures["best"]["ndcg_at_k"] >= figures["current"]["ndcg_at_k"] * 1.02
@@ -48,7 +49,8 @@ def test_a_second_night_warm_starts_from_the_history(tmp_path):
     second = tune_on(cfg, NEXT_DATE)
     assert second["mode"] == "warm"
     doc = Datasets(cfg.data_root).tuning.read(NEXT_DATE)
-    assert doc["trials"][0]["settings"] == first["settings"]  # trial 0 = last night's settings
+    # trial 0 = last night's model settings
+    assert doc["trials"][0]["settings"] == {k: v for k, v in first["settings"].items() if k != RANK_WEIGHT_KEY}
     reg = first["settings"]["als.regularization"]
     assert all(reg / 4 - 1e-9 <= t["settings"]["als.regularization"] <= reg * 4 + 1e-9 for t in doc["trials"])
     assert [r["run_date"] for r in Datasets(cfg.data_root).tuning_history.records()] == [RUN_DATE, NEXT_DATE]
@@ -76,7 +78,7 @@ def test_adoption_needs_the_margin(tmp_path):
     cfg = shop_cfg(tmp_path, "tuning.min_relative_gain=1000")
     summary = tune_on(cfg)
     assert summary["adopted"] is False and summary["changes"] == {}
-    assert summary["settings"] == settings_of(cfg)
+    assert summary["settings"] == settings_of(cfg, TUNED_KEYS)
     assert "kept the current settings" in summary["reason"]
 
 
@@ -98,5 +100,27 @@ def test_no_search_when_off_or_without_a_holdout(tmp_path, override):
 def test_too_few_test_persons_keep_the_current_settings(tmp_path):
     cfg = shop_cfg(tmp_path, "gate.min_test_persons=1000")
     summary = tune_on(cfg)
-    assert "too little to tune on" in summary["reason"] and summary["settings"] == settings_of(cfg)
+    assert "too little to tune on" in summary["reason"] and summary["settings"] == settings_of(cfg, TUNED_KEYS)
     assert dataclasses.asdict(cfg.with_settings(summary["settings"]).als) == dataclasses.asdict(cfg.als)
+
+
+@pytest.mark.spark
+def test_a_wide_night_searches_the_popularity_weight_on_the_lists_it_would_publish(spark, tmp_path):
+    cfg = shop_cfg(tmp_path, "tuning.max_trials=3")
+    assert cfg.rank.popularity_weight == 0.1  # the default, not pinned
+    write_shop(cfg, spark=spark)
+    summary = tune.run(spark, cfg, RUN_DATE)
+    doc = Datasets(cfg.data_root).tuning.read(RUN_DATE)
+    searched = [t["settings"][RANK_WEIGHT_KEY] for t in doc["rank_weight"]["trials"]]
+    assert searched == list(dict.fromkeys([0.1, *POPULARITY_WEIGHTS]))  # the current weight first
+    assert all(0 <= t["ndcg_at_k"] <= 1 and t["n_users"] > 0 for t in doc["rank_weight"]["trials"])
+    best = max(doc["rank_weight"]["trials"], key=lambda t: (t["ndcg_at_k"], -t["trial"]))
+    moved = summary["settings"][RANK_WEIGHT_KEY] != 0.1
+    assert moved == (RANK_WEIGHT_KEY in summary["changes"])
+    assert not moved or best["ndcg_at_k"] >= doc["rank_weight"]["trials"][0]["ndcg_at_k"] * 1.02
+    # pinned: never searched, never changed
+    pinned = shop_cfg(tmp_path / "pinned", "rank.popularity_weight=0.1", "tuning.max_trials=3")
+    write_shop(pinned, spark=spark)
+    again = tune.run(spark, pinned, RUN_DATE)
+    assert Datasets(pinned.data_root).tuning.read(RUN_DATE)["rank_weight"] is None
+    assert RANK_WEIGHT_KEY not in again["settings"] and again["rank_weight_trials"] == 0

@@ -19,13 +19,21 @@ from typing import Callable
 
 from jobs.config import RecsConfig, TuningConfig
 from jobs.decay import HALF_LIFE_GRID_DAYS, grid_position
-from jobs.evaluation.holdout import Holdout, evaluate_settings, load_holdout
+from jobs.evaluation.holdout import Holdout, evaluate, evaluate_settings, load_holdout
+from jobs.evaluation.night_lists import holdout_sources, pipeline_lists, release, retrieval_candidates
 from jobs.models.tuning import HALF_LIFE_KEY, Space, best_trial, fixed, render_config, search, warm_space, wide_space
 from jobs.storage import io
 from jobs.storage.datasets import Datasets
 
 FIGURES = ("ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k", "hit_rate_at_k", "n_users", "seconds")
 TUNABLE_KEYS = ("als.factors", "als.iterations", "als.regularization", "als.alpha", HALF_LIFE_KEY)
+# The ranking weight searched after the model's settings: how much item popularity moves the blend. Margin and the
+# category cap are business choices, not relevance, so they are never tuned.
+RANK_WEIGHT_KEY = "rank.popularity_weight"
+POPULARITY_WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0)
+TUNED_KEYS = (*TUNABLE_KEYS, RANK_WEIGHT_KEY)
+# Of a wide or full night's budget, what the model's search leaves to the ranking weight's grid.
+RANK_SEARCH_SHARE = 0.2
 WIDE, WARM, FULL = "wide", "warm", "full"
 
 
@@ -104,6 +112,28 @@ def search_holdout(cfg: RecsConfig, holdout: Holdout, *, space: Space, current: 
                   budget_seconds=budget_seconds, seed=seed, method=tuning.method,
                   max_trials=tuning.max_trials or None, patience=tuning.patience_trials or None,
                   min_trials=min_trials)
+
+
+def search_rank_weight(spark, data: Datasets, cfg: RecsConfig, holdout: Holdout, *, seed: int) -> list[dict]:
+    """Trials of `rank.popularity_weight` (trial 0 = `cfg`'s, then each of `POPULARITY_WEIGHTS`) on the lists the
+    night would publish, rebuilt on `holdout` as the gate rebuilds them (`jobs.evaluation.night_lists`: `cfg`'s
+    retrieval once, then the ranking step, fill and demotion per weight), scored like the model's trials. A fixed
+    grid, not a timed search: the first list build pays for what every trial shares (segment popularity, item
+    features), the others are small Spark jobs over the sampled persons."""
+    src = holdout_sources(spark, data, holdout, cfg)
+    try:
+        candidates = retrieval_candidates(src, cfg, seed=seed)
+        trials = []
+        for weight in dict.fromkeys([cfg.rank.popularity_weight, *POPULARITY_WEIGHTS]):
+            started = time.perf_counter()
+            lists = pipeline_lists(src, cfg.with_settings({RANK_WEIGHT_KEY: weight}), candidates)
+            metrics = evaluate(holdout, lists, k=cfg.gate.k, beyond_accuracy=False)
+            trials.append({"trial": len(trials), "settings": {RANK_WEIGHT_KEY: weight},
+                           **{m: metrics[m] for m in FIGURES if m != "seconds"},
+                           "seconds": round(time.perf_counter() - started, 3)})
+    finally:
+        release(src)
+    return trials
 
 
 def tune(cfg: RecsConfig, run_date: str, *, budget_seconds: float, out_file: str, seed: int,

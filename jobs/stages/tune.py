@@ -1,8 +1,10 @@
 """Stage 4 of 9, tune: the night chooses its model settings on the gate's temporal holdout, within a budget.
 
 Tuned: `als.factors`, `als.iterations`, `als.regularization`, `als.alpha` and `interactions.half_life_days`
-(among `jobs.decay.HALF_LIFE_GRID_DAYS`, whose weights the interactions stage already wrote), never a key the
-user set (`RecsConfig.pinned`). The current settings are the last night's (`state/tuning/history.jsonl`), or
+(among `jobs.decay.HALF_LIFE_GRID_DAYS`, whose weights the interactions stage already wrote), then, on wide and
+full nights, the ranking's `rank.popularity_weight` on the lists the night would publish (rebuilt on the holdout
+as the gate rebuilds them, with the model settings just chosen); never a key the user set (`RecsConfig.pinned`).
+The current settings are the last night's (`state/tuning/history.jsonl`), or
 the config's on the first night. Mode (`jobs.evaluation.tuning.tuning_mode`): `wide` the first night
 (log-scale ranges wide enough for very different shops), `full` (wide again) every `tuning.full_every_days`,
 else `warm` (narrow ranges around the current settings), with budgets `tuning.budget_seconds_wide` and
@@ -20,8 +22,8 @@ import time
 
 from jobs.config import RecsConfig
 from jobs.evaluation.holdout import load_holdout
-from jobs.evaluation.tuning import (FULL, TUNABLE_KEYS, WIDE, adoption, search_holdout, search_space, settings_of,
-                                    tuning_mode)
+from jobs.evaluation.tuning import (FULL, RANK_SEARCH_SHARE, RANK_WEIGHT_KEY, TUNED_KEYS, WIDE, adoption,
+                                    search_holdout, search_rank_weight, search_space, settings_of, tuning_mode)
 from jobs.storage import io
 from jobs.storage.datasets import Datasets
 
@@ -33,19 +35,20 @@ OFF = "off"
 def current_settings(cfg: RecsConfig, history: list[dict]) -> dict:
     """The settings tonight starts from: the config's tunable keys, overlaid with the last night's tuned
     settings (pinned keys keep the config's value)."""
-    current = settings_of(cfg)
+    current = settings_of(cfg, TUNED_KEYS)
     if history:
         current.update({k: v for k, v in history[-1].get("settings", {}).items() if k in current})
     return {k: v for k, v in current.items() if k not in cfg.pinned}
 
 
 def run(spark, cfg: RecsConfig, run_date: str) -> dict:
-    """`spark` is unused: the holdout is read with pyarrow and trials fit on this node."""
+    """The model's trials read the holdout with pyarrow and fit on this node; the ranking weight's trials rebuild
+    lists with `spark` (None: that search is skipped)."""
     started = time.time()
     data = Datasets(cfg.data_root)
     history = data.tuning_history.before(run_date)
     current = current_settings(cfg, history)
-    base = {"run_date": run_date, "pinned": sorted(k for k in cfg.pinned if k in TUNABLE_KEYS),
+    base = {"run_date": run_date, "pinned": sorted(k for k in cfg.pinned if k in TUNED_KEYS),
             "method": cfg.tuning.method, "changes": {}, "adopted": False}
     if not cfg.tuning.enabled or not cfg.gate.enabled:
         why = "tuning.enabled is false" if not cfg.tuning.enabled else "no holdout (gate.enabled is false)"
@@ -82,23 +85,38 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
         return {"mode": mode, "reason": reason, "settings": current, "seconds": doc["seconds"]}
 
     space = search_space(mode, {**settings_of(night), **current}, cfg.pinned)
-    budget = cfg.tuning.budget_seconds_warm if mode not in (WIDE, FULL) else cfg.tuning.budget_seconds_wide
+    wide = mode in (WIDE, FULL)
+    budget = cfg.tuning.budget_seconds_wide if wide else cfg.tuning.budget_seconds_warm
+    search_rank = wide and spark is not None and RANK_WEIGHT_KEY not in cfg.pinned
     search_started = time.time()
     trials = search_holdout(night, holdout, space=space, current={k: current[k] for k in space},
-                            budget_seconds=budget, tuning=cfg.tuning, seed=cfg.seed + len(history),
-                            min_trials=cfg.tuning.min_trials_wide if mode in (WIDE, FULL) else 0)
+                            budget_seconds=budget * (1 - RANK_SEARCH_SHARE) if search_rank else budget,
+                            tuning=cfg.tuning, seed=cfg.seed + len(history),
+                            min_trials=cfg.tuning.min_trials_wide if wide else 0)
     search_seconds = time.time() - search_started
     chosen = adoption(trials, min_relative_gain=cfg.tuning.min_relative_gain)
     settings = {**current, **chosen["settings"]}
+    changes, reason, rank = dict(chosen["changes"]), chosen["reason"], {}
+    if search_rank:
+        rank_started = time.time()
+        rank_trials = search_rank_weight(spark, data, cfg.with_settings(settings), holdout, seed=cfg.seed)
+        rank = {**adoption(rank_trials, min_relative_gain=cfg.tuning.min_relative_gain), "trials": rank_trials,
+                "seconds": round(time.time() - rank_started, 1)}
+        settings.update(rank["settings"])
+        changes.update(rank["changes"])
+        reason += f"; ranking weight: {rank['reason']}"
+    adopted = bool(changes)
     seconds = round(time.time() - started, 1)
-    record = {**base, "mode": mode, "settings": settings, "adopted": chosen["adopted"], "changes": chosen["changes"],
-              "figures": chosen["figures"], "reason": chosen["reason"], "seconds": seconds}
+    record = {**base, "mode": mode, "settings": settings, "adopted": adopted, "changes": changes,
+              "figures": chosen["figures"], "reason": reason, "seconds": seconds}
     data.tuning.write(run_date, {**record, "basis": basis, "trials": trials, "holdout": holdout.counts,
                                  "budget_seconds": budget, "search_seconds": round(search_seconds, 1),
-                                 "space": {k: repr(v) for k, v in space.items()}})
+                                 "space": {k: repr(v) for k, v in space.items()},
+                                 "rank_weight": {k: rank[k] for k in ("figures", "reason", "trials", "seconds")}
+                                 if rank else None})
     data.tuning_history.put(record)
-    log.info("tune %s (%s, %d trials in %.0f s): %s", run_date, mode, len(trials), search_seconds, chosen["reason"])
-    return {"mode": mode, "adopted": chosen["adopted"], "changes": chosen["changes"], "settings": settings,
-            "figures": chosen["figures"], "reason": chosen["reason"], "trials": len(trials),
-            "test_persons": n_persons, "budget_seconds": budget, "search_seconds": round(search_seconds, 1),
-            "seconds": seconds}
+    log.info("tune %s (%s, %d trials in %.0f s): %s", run_date, mode, len(trials), search_seconds, reason)
+    return {"mode": mode, "adopted": adopted, "changes": changes, "settings": settings,
+            "figures": chosen["figures"], "reason": reason, "trials": len(trials),
+            "rank_weight_trials": len(rank.get("trials", [])), "test_persons": n_persons, "budget_seconds": budget,
+            "search_seconds": round(search_seconds, 1), "seconds": seconds}
