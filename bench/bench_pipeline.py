@@ -20,20 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import PeakRSS, add_shop_args, append_results  # noqa: E402
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    add_shop_args(p)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--nights", type=int, default=1, help="run the last N days in order (first, then steady nights)")
-    args = p.parse_args(argv)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+DERIVED = ("validated", "quarantine", "state", "interactions", "persons", "segments", "models", "candidates",
+           "staging", "recommendations", "identity", "exports", "reports", "holdout", "tuning", "flagged_ids")
+
+
+def prepared_shop(args) -> tuple[Path, str, list[str], float | None]:
+    """(DATA_ROOT, the last day, the nights to run in order, seconds spent generating or None): the shop of
+    `args`' size generated once under --work, its derived outputs removed so a run starts from raw data only."""
     import datetime as dt
 
-    from jobs.storage.layout import Layout, window
-    from jobs.spark import spark_session
-    from jobs.config import load_config
     from jobs.shop import generate_shop
-    from jobs.pipeline import STAGES, run_stage
 
     root = Path(args.work) / f"shop-{args.users}x{args.items}x{args.days}"
     run_date = (dt.date.fromisoformat(args.start) + dt.timedelta(days=args.days - 1)).isoformat()
@@ -44,30 +40,63 @@ def main(argv=None) -> int:
         t = time.time()
         generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items, seed=1)
         gen_seconds = time.time() - t
-    for sub in ("validated", "quarantine", "state", "interactions", "persons", "segments", "models", "candidates",
-                "staging", "recommendations", "identity", "exports", "reports", "holdout", "tuning", "flagged_ids"):
-        import shutil
+    remove_derived(root)
+    return root, run_date, nights, gen_seconds
 
-        shutil.rmtree(root / sub, ignore_errors=True)  # every run starts from raw data only
-    cfg = load_config(data_root=str(root), overrides=args.set)
+
+def remove_derived(root: Path) -> None:
+    import shutil
+
+    for sub in DERIVED:
+        shutil.rmtree(root / sub, ignore_errors=True)
+
+
+def baseline_pass(spark, cfg, run_date: str) -> tuple[int, float]:
+    """(events, seconds) of one plain Spark pass: read and hash every column of every event of the window."""
+    from pyspark.sql import functions as F
+
+    from jobs.storage.layout import Layout, window
+
+    t = time.time()
+    paths = [Layout(cfg.data_root).raw("events", d) for d in window(run_date, cfg.window_days)]
+    events = spark.read.parquet(*[x for x in paths if Path(x).exists()])
+    # decode every column (a bare count() reads only Parquet metadata)
+    n_events = events.agg(F.count("*").alias("n"), F.max(F.xxhash64(*events.columns)).alias("h")).first()["n"]
+    return n_events, time.time() - t
+
+
+def timed_nights(spark, cfg, nights: list[str]) -> dict[str, dict[str, float]]:
+    """{night: {stage: seconds}}: every stage of every night, in order, on one session."""
+    from jobs.pipeline import STAGES, run_stage
+
     timings = {night: {} for night in nights}
+    for night in nights:
+        for stage in STAGES:
+            t = time.time()
+            run_stage(stage, cfg, night, spark=spark)
+            timings[night][stage] = time.time() - t
+    return timings
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    add_shop_args(p)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--nights", type=int, default=1, help="run the last N days in order (first, then steady nights)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from jobs.config import load_config
+    from jobs.pipeline import STAGES
+    from jobs.spark import spark_session
+
+    root, run_date, nights, gen_seconds = prepared_shop(args)
+    cfg = load_config(data_root=str(root), overrides=args.set)
     with PeakRSS() as mem:
         t = time.time()
         spark = spark_session(cfg.spark, app_name="recs-bench")
         startup = time.time() - t
-        t = time.time()
-        paths = [Layout(cfg.data_root).raw("events", d) for d in window(run_date, cfg.window_days)]
-        from pyspark.sql import functions as F
-
-        events = spark.read.parquet(*[x for x in paths if Path(x).exists()])
-        # decode every column (a bare count() reads only Parquet metadata)
-        n_events = events.agg(F.count("*").alias("n"), F.max(F.xxhash64(*events.columns)).alias("h")).first()["n"]
-        baseline = time.time() - t
-        for night in nights:
-            for stage in STAGES:
-                t = time.time()
-                run_stage(stage, cfg, night, spark=spark)
-                timings[night][stage] = time.time() - t
+        n_events, baseline = baseline_pass(spark, cfg, run_date)
+        timings = timed_nights(spark, cfg, nights)
     totals = {night: sum(t.values()) for night, t in timings.items()}
     header = " | ".join(f"{'first' if i == 0 else 'steady'} night {night}: s (x pass)"
                         for i, night in enumerate(nights))

@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -28,57 +25,13 @@ SETTINGS = ["spark.shuffle_partitions=2", "spark.driver_memory=1g", "als.threads
             "tuning.budget_seconds_wide=600", "tuning.budget_seconds_warm=600"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _alive_workers(ui_port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as answer:
-            return int(json.load(answer).get("aliveworkers", 0))
-    except OSError:
-        return 0
-
-
 @pytest.fixture(scope="module")
 def standalone_cluster(tmp_path_factory):
     """(spark://127.0.0.1:PORT, the two workers' work folders): one core each; stopped after the module."""
-    import pyspark
+    from jobs.spark import standalone_cluster
 
-    spark_home = Path(pyspark.__file__).resolve().parent
-    work = tmp_path_factory.mktemp("spark-cluster")
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_LOG_DIR": str(work), "PYSPARK_PYTHON": sys.executable}
-    spark_class = str(spark_home / "bin" / "spark-class")
-    port, ui_port = _free_port(), _free_port()
-    url = f"spark://127.0.0.1:{port}"
-    commands = [[spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                 "--webui-port", str(ui_port)]]
-    commands += [[spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1",
-                  "--memory", "2g", "--webui-port", str(_free_port()), "--work-dir", str(work / f"worker-{n}")]
-                 for n in range(2)]
-    processes = []
-    try:
-        for n, command in enumerate(commands):
-            log = open(work / f"daemon-{n}.log", "w")
-            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
-        deadline = time.time() + 120
-        while _alive_workers(ui_port) < 2:
-            if time.time() > deadline or any(p.poll() is not None for p in processes):
-                logs = "\n".join((work / f"daemon-{n}.log").read_text()[-2000:] for n in range(len(commands)))
-                pytest.fail(f"the standalone cluster did not come up with two workers:\n{logs}")
-            time.sleep(1)
-        yield url, [work / f"worker-{n}" for n in range(2)]
-    finally:
-        for p in processes:
-            p.terminate()
-        for p in processes:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2, cores=1, memory="2g") as cluster:
+        yield cluster
 
 
 def _published(root: Path) -> list[tuple]:
