@@ -6,6 +6,11 @@ row is good). A reason is a code, optionally followed by `:field` (`null_require
 `bad_type:quantity`). All checks of a row are evaluated together, so a quarantined row carries all of
 its reasons. The functions are lazy and do no I/O.
 
+Each is two steps, which the validate stage runs apart so that the raw files are read once: `*_row_reasons`
+evaluates every rule that looks at one row (and the broadcast catalog) in one projection, and
+`add_repeat_reasons` adds the rules that compare rows (repeated ids, content copies) from a copy of that
+output, which the stage persists.
+
 Optional columns that `quality.raw.read_normalized` adds and the checks use when present:
 `_type_errors` (fields whose raw value could not be cast to the contract type), `_malformed`
 (a JSON line that did not parse), `_raw` (the raw text of the bad fields, kept for the quarantine),
@@ -145,16 +150,20 @@ def _with_delivery_columns(df: DataFrame) -> DataFrame:
     return df
 
 
-def _flag_repeats(df: DataFrame, *, key: list[str], flag: str) -> DataFrame:
-    """Adds boolean `flag`: true for every delivery of `key` after the first one.
+ROW_KEY = (SOURCE_FILE, SOURCE_POS)
+# what makes a row a repeat of an earlier one, per dataset (`add_repeat_reasons`)
+REPEAT_KEYS = {"events": ["event_id"], "catalog": [DT, "item_id"], "profiles": [DT, "user_id"]}
+REPEAT_REASONS = {"events": DUPLICATE_EVENT_ID, "catalog": DUPLICATE_ITEM_ID, "profiles": DUPLICATE_USER_ID}
+
+
+def repeated_rows(df: DataFrame, *, key: list[str], flag: str) -> DataFrame:
+    """The row keys (`_source_file`, `_source_pos`) of every delivery of `key` after the first, with `flag` true.
 
     Deliveries are ordered by day, then file, then position in the file. Only 64-bit hashes of the key
-    are shuffled (counted), the few rows whose hash repeats are ordered exactly with a window, and the
-    later copies are joined back by their row key with a broadcast: the wide rows never move. Repeats
-    are assumed to be a small share of the rows.
+    are shuffled (counted), the few rows whose hash repeats are ordered exactly with a window: the wide
+    rows never move, and the result is small when repeats are a small share of the rows (it is broadcast).
+    `df` must have the row key (`_with_delivery_columns`).
     """
-    df = _with_delivery_columns(df)
-    row_key = [SOURCE_FILE, SOURCE_POS]
     not_null = F.lit(True)
     for k in key:
         not_null = not_null & F.col(k).isNotNull()
@@ -162,17 +171,56 @@ def _flag_repeats(df: DataFrame, *, key: list[str], flag: str) -> DataFrame:
     repeated = (df.where(not_null).groupBy(key_hash.alias("_hash")).count()
                 .where(F.col("count") > 1).select("_hash"))
     candidates = df.where(not_null).join(F.broadcast(repeated), key_hash == F.col("_hash"), "left_semi")
-    order = Window.partitionBy(*key).orderBy(F.col(DT).cast("string"), *row_key)
-    later = (candidates.select(*row_key, F.row_number().over(order).alias("_delivery"))
-             .where(F.col("_delivery") > 1).select(*row_key, F.lit(True).alias(flag)))
-    out = df.join(F.broadcast(later), on=row_key, how="left")
-    return out.withColumn(flag, F.coalesce(F.col(flag), F.lit(False)))
+    order = Window.partitionBy(*key).orderBy(F.col(DT).cast("string"), *ROW_KEY)
+    return (candidates.select(*ROW_KEY, F.row_number().over(order).alias("_delivery"))
+            .where(F.col("_delivery") > 1).select(*ROW_KEY, F.lit(True).alias(flag)))
+
+
+def _with_reasons(df: DataFrame, pairs: list[tuple[str, Column]]) -> DataFrame:
+    """`df`'s input columns, the row key and `reasons` from `pairs`: every per-row rule in one projection."""
+    df = _with_delivery_columns(df)
+    return df.select(*df.columns, _assemble(pairs).alias(REASONS))
+
+
+def add_repeat_reasons(flagged: DataFrame, *, key: list[str], reason: str,
+                       prior_ids: DataFrame | None = None, content_copies: DataFrame | None = None,
+                       hold: list | None = None) -> DataFrame:
+    """Adds the reasons that compare rows with each other to the output of a `*_row_reasons` function:
+    `reason` on every delivery of `key` after the first (and, with `prior_ids`, on an `event_id` published
+    before), `duplicate_content` on the later copies in `content_copies`. `reasons` stays sorted.
+
+    The checks read `flagged` twice more (a count of key hashes, then the few repeated rows), so pass a
+    persisted copy. With `hold`, the small frame of repeated row keys is persisted and appended to it
+    (the caller unpersists it): every job reading the result then reuses it instead of recounting.
+    """
+    later = repeated_rows(flagged, key=key, flag="_repeat")
+    if hold is not None:
+        later = later.persist()
+        hold.append(later)
+    df = flagged.join(F.broadcast(later), on=list(ROW_KEY), how="left")
+    repeat = F.coalesce(F.col("_repeat"), F.lit(False))
+    if prior_ids is not None:
+        seen = prior_ids.select("event_id").distinct().withColumn("_published", F.lit(True))
+        df = df.join(F.broadcast(seen), on="event_id", how="left")
+        repeat = repeat | F.coalesce(F.col("_published"), F.lit(False))
+    extra = [(reason, repeat)]
+    if content_copies is not None:
+        copies = content_copies.select(DT, CONTENT_HASH, SOURCE_FILE).distinct().withColumn("_copy", F.lit(True))
+        df = df.withColumn(CONTENT_HASH, content_hash("events")).join(copies, on=[DT, CONTENT_HASH, SOURCE_FILE],
+                                                                       how="left")
+        extra.append((DUPLICATE_CONTENT, F.coalesce(F.col("_copy"), F.lit(False))))
+    any_extra = extra[0][1]
+    for _, cond in extra[1:]:
+        any_extra = any_extra | cond
+    # only the few repeated rows pay for the merge (sort_array code-generates; array_sort takes a lambda)
+    reasons = F.when(any_extra, F.sort_array(F.concat(F.col(REASONS), _assemble(extra)))).otherwise(F.col(REASONS))
+    return df.select(*[c for c in flagged.columns if c != REASONS], reasons.alias(REASONS))
 
 
 def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arrival_hours: float,
                      prior_event_ids: DataFrame | None = None, naive_timestamps: str = "utc",
                      content_copies: DataFrame | None = None) -> DataFrame:
-    """Row checks on raw events.
+    """Row checks on raw events: `event_row_reasons`, then `add_repeat_reasons` (duplicate ids, content copies).
 
     Parameters
     ----------
@@ -197,6 +245,19 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
     -------
     DataFrame
         The input columns plus `reasons` (`array<string>`, sorted, empty for a good row).
+    """
+    flagged = event_row_reasons(events, catalog_items=catalog_items, late_arrival_hours=late_arrival_hours,
+                                naive_timestamps=naive_timestamps)
+    return add_repeat_reasons(flagged, key=REPEAT_KEYS["events"], reason=DUPLICATE_EVENT_ID, prior_ids=prior_event_ids,
+                              content_copies=content_copies)
+
+
+def event_row_reasons(events: DataFrame, *, catalog_items: DataFrame, late_arrival_hours: float,
+                      naive_timestamps: str = "utc") -> DataFrame:
+    """Every rule of `check_event_rows` that looks at one row (and the broadcast catalog), in one projection.
+
+    Returns the input columns, the row key and `reasons`: all but `duplicate_event_id` and `duplicate_content`,
+    which `add_repeat_reasons` adds.
     """
     columns = events.columns
     missing = [c for c in ("event_id", "event_time", "event_type", DT) if c not in columns]
@@ -226,26 +287,18 @@ def check_event_rows(events: DataFrame, *, catalog_items: DataFrame, late_arriva
     in_catalog = F.coalesce(F.array_contains(F.col("_catalog_days"), F.to_date(F.col(DT))), F.lit(False))
     pairs.append((UNKNOWN_ITEM, et.isin(*ITEM_EVENT_TYPES) & F.col("item_id").isNotNull()
                   & (F.trim(F.col("item_id")) != "") & ~in_catalog))
-
-    df = _flag_repeats(df, key=["event_id"], flag="_repeat")
-    repeat = F.col("_repeat")
-    if prior_event_ids is not None:
-        seen = prior_event_ids.select("event_id").distinct().withColumn("_published", F.lit(True))
-        df = df.join(F.broadcast(seen), on="event_id", how="left")
-        repeat = repeat | F.coalesce(F.col("_published"), F.lit(False))
-    pairs.append((DUPLICATE_EVENT_ID, repeat))
-    if content_copies is not None:
-        copies = content_copies.select(DT, CONTENT_HASH, SOURCE_FILE).distinct().withColumn("_copy", F.lit(True))
-        df = df.withColumn(CONTENT_HASH, content_hash("events")).join(copies, on=[DT, CONTENT_HASH, SOURCE_FILE],
-                                                                       how="left")
-        pairs.append((DUPLICATE_CONTENT, F.coalesce(F.col("_copy"), F.lit(False))))
-
-    keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
-    return df.select(*keep, _assemble(pairs).alias(REASONS))
+    return _with_reasons(df, pairs).select(*columns, *[c for c in ROW_KEY if c not in columns], REASONS)
 
 
 def check_catalog_rows(catalog: DataFrame, *, naive_timestamps: str = "utc") -> DataFrame:
-    """Row checks on catalog snapshots: required fields, positive price, margin in 0..1, one row per item.
+    """`catalog_row_reasons`, then `add_repeat_reasons` (`duplicate_item_id`)."""
+    return add_repeat_reasons(catalog_row_reasons(catalog, naive_timestamps=naive_timestamps),
+                              key=REPEAT_KEYS["catalog"], reason=DUPLICATE_ITEM_ID)
+
+
+def catalog_row_reasons(catalog: DataFrame, *, naive_timestamps: str = "utc") -> DataFrame:
+    """Per-row checks on catalog snapshots: required fields, positive price, margin in 0..1 (one row per item
+    is `add_repeat_reasons`' part: the second and later rows of an `item_id` on one day get `duplicate_item_id`).
 
     Parameters
     ----------
@@ -255,8 +308,7 @@ def check_catalog_rows(catalog: DataFrame, *, naive_timestamps: str = "utc") -> 
     Returns
     -------
     DataFrame
-        The input columns plus `reasons`; the second and later rows of an `item_id` on one day get
-        `duplicate_item_id`.
+        The input columns, the row key and `reasons`.
     """
     columns = catalog.columns
     if DT not in columns or "item_id" not in columns:
@@ -267,14 +319,17 @@ def check_catalog_rows(catalog: DataFrame, *, naive_timestamps: str = "utc") -> 
     pairs.append((BAD_PRICE, price.isNotNull() & (F.isnan(price) | (price <= 0) | (price == float("inf")))))
     margin = F.col("margin_rate")
     pairs.append((BAD_MARGIN_RATE, margin.isNotNull() & (F.isnan(margin) | (margin < 0) | (margin > 1))))
-    df = _flag_repeats(catalog, key=[DT, "item_id"], flag="_repeat")
-    pairs.append((DUPLICATE_ITEM_ID, F.col("_repeat")))
-    keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
-    return df.select(*keep, _assemble(pairs).alias(REASONS))
+    return _with_reasons(catalog, pairs)
 
 
 def check_profile_rows(profiles: DataFrame, *, naive_timestamps: str = "utc") -> DataFrame:
-    """Row checks on onboarding profiles: `user_id` present and once per day.
+    """`profile_row_reasons`, then `add_repeat_reasons` (`duplicate_user_id`)."""
+    return add_repeat_reasons(profile_row_reasons(profiles, naive_timestamps=naive_timestamps),
+                              key=REPEAT_KEYS["profiles"], reason=DUPLICATE_USER_ID)
+
+
+def profile_row_reasons(profiles: DataFrame, *, naive_timestamps: str = "utc") -> DataFrame:
+    """Per-row checks on onboarding profiles: `user_id` present (once per day is `add_repeat_reasons`' part).
 
     Parameters
     ----------
@@ -284,17 +339,14 @@ def check_profile_rows(profiles: DataFrame, *, naive_timestamps: str = "utc") ->
     Returns
     -------
     DataFrame
-        The input columns plus `reasons`.
+        The input columns, the row key and `reasons`.
     """
     columns = profiles.columns
     if DT not in columns or "user_id" not in columns:
         raise ValueError(f"check_profile_rows: profiles need columns user_id and dt; have {columns}")
     pairs = _common_reasons("profiles", columns, naive_timestamps)
     pairs += [(f"{NULL_REQUIRED}:{n}", _missing(n, columns)) for n in load("profiles").required]
-    df = _flag_repeats(profiles, key=[DT, "user_id"], flag="_repeat")
-    pairs.append((DUPLICATE_USER_ID, F.col("_repeat")))
-    keep = columns + [c for c in (SOURCE_FILE, SOURCE_POS) if c not in columns]
-    return df.select(*keep, _assemble(pairs).alias(REASONS))
+    return _with_reasons(profiles, pairs)
 
 
 def content_hash(dataset: str) -> Column:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
 
 from quality import batch, rules
 from schemas import load
-
 
 
 def quarantine_schema() -> T.StructType:
@@ -21,11 +20,13 @@ def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, 
                salt: str = "") -> dict[str, dict]:
     """Writes the good and the quarantined rows of all pending days to the staging folder; returns metrics.
 
-    `checked` is evaluated once: it is persisted (memory, spilling to disk) and three jobs read that copy,
-    not the raw files: one aggregation for every per-day metric (`batch.day_metrics`: counts per reason,
-    device, event type, duplicates dropped, naive timestamps), one write of the good rows and one of the
-    quarantined rows. A row whose reasons include `duplicate_event_id` is a re-delivery of an id already
-    seen: it is dropped and counted (`duplicates_dropped`), neither good nor quarantined.
+    Three jobs read `checked`: one aggregation for every per-day metric (`batch.day_metrics`: counts per
+    reason, device, event type, duplicates dropped, naive timestamps), then the write of the good rows and
+    the write of the quarantined rows, which run at the same time (each reads the same copy; together they
+    keep two cores busy). `checked` should therefore stand on a persisted copy (the validate stage persists
+    the per-row reasons, `quality.rules.add_repeat_reasons` adds the rest), or the raw files are read three
+    times. A row whose reasons include `duplicate_event_id` is a re-delivery of an id already seen: it is
+    dropped and counted (`duplicates_dropped`), neither good nor quarantined.
 
     Parameters
     ----------
@@ -49,20 +50,18 @@ def split_rows(spark: SparkSession, dataset: str, *, checked: DataFrame | None, 
         if unreadable_rows is not None:
             unreadable_rows.write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/quarantine")
         return {}
-    flagged = checked.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        is_dup = F.array_contains(F.col(rules.REASONS), rules.DUPLICATE_EVENT_ID)
-        metrics = batch.day_metrics(flagged, dataset, dropped=is_dup)  # materializes the persisted copy
-        lap("checks")
-        good = flagged.where(F.size(rules.REASONS) == 0).select(*load(dataset).names, rules.DT)
-        good.write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/good")
-        lap("good")
-        quarantine = (rules.to_quarantine(flagged.where(~is_dup), dataset, keep_personal=keep_personal, salt=salt)
-                      .select(*load("quarantine").names, rules.DT))
-        if unreadable_rows is not None:
-            quarantine = quarantine.unionByName(unreadable_rows)
-        quarantine.write.mode("overwrite").partitionBy(rules.DT).parquet(f"{base}/quarantine")
-        lap("quarantine")
-    finally:
-        flagged.unpersist()
+    is_dup = F.array_contains(F.col(rules.REASONS), rules.DUPLICATE_EVENT_ID)
+    metrics = batch.day_metrics(checked, dataset, dropped=is_dup)  # the first job: materialises the persisted copy
+    lap("checks")
+    good = checked.where(F.size(rules.REASONS) == 0).select(*load(dataset).names, rules.DT)
+    quarantine = (rules.to_quarantine(checked.where(~is_dup), dataset, keep_personal=keep_personal, salt=salt)
+                  .select(*load("quarantine").names, rules.DT))
+    if unreadable_rows is not None:
+        quarantine = quarantine.unionByName(unreadable_rows)
+    writes = [(good, f"{base}/good"), (quarantine, f"{base}/quarantine")]
+    with ThreadPoolExecutor(max_workers=len(writes)) as pool:
+        done = [pool.submit(frame.write.mode("overwrite").partitionBy(rules.DT).parquet, path) for frame, path in writes]
+        for future in done:
+            future.result()
+    lap("writes")
     return metrics

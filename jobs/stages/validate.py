@@ -34,6 +34,7 @@ import shutil
 import time
 import uuid
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from jobs.config import QualityConfig, RecsConfig
@@ -87,6 +88,7 @@ class Inputs:
     checked: dict[str, DataFrame | None]
     catalog_all: DataFrame | None
     content_twins: dict[str, int]  # per day: event_ids whose content came first in another file
+    cached: list[DataFrame]  # persisted copies behind `checked`: unpersisted when the rows are written
 
 
 def _fingerprint(files: dict[str, list[raw.RawFile]], catalog_day: str | None, catalog_files: list[raw.RawFile],
@@ -216,16 +218,27 @@ def read_and_check(spark: SparkSession, layout: Layout, plans: list[DayPlan], q:
         spark.conf.set(raw.NANOS_AS_LONG, "true")
     catalog_all = raw.read_normalized(spark, inspected["catalog"] + borrowed_inspected, "catalog")
     rows: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
+    flagged: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
     checked: dict[str, DataFrame | None] = dict.fromkeys(DATASETS)
+    cached: list[DataFrame] = []
     naive = q.naive_timestamps
+
+    def persisted(frame: DataFrame) -> DataFrame:
+        # the one copy of the rows with their per-row reasons: every later job reads it, not the raw files
+        # (deserialised: the columnar batches are kept as they are built, not serialised again)
+        frame = frame.persist(StorageLevel.MEMORY_AND_DISK_DESER)
+        cached.append(frame)
+        return frame
+
     if catalog_all is not None:
         rows["catalog"] = catalog_all.where(F.col(rules.DT).isin(pending_days))
-        checked["catalog"] = rules.check_catalog_rows(rows["catalog"], naive_timestamps=naive)
+        flagged["catalog"] = persisted(rules.catalog_row_reasons(rows["catalog"], naive_timestamps=naive))
     rows["profiles"] = raw.read_normalized(spark, inspected["profiles"], "profiles")
     if rows["profiles"] is not None:
-        checked["profiles"] = rules.check_profile_rows(rows["profiles"], naive_timestamps=naive)
+        flagged["profiles"] = persisted(rules.profile_row_reasons(rows["profiles"], naive_timestamps=naive))
     rows["events"] = raw.read_normalized(spark, inspected["events"], "events")
     twins: dict[str, int] = {}
+    prior, copies = None, None
     if rows["events"] is not None:
         mapping = [(p.ds, p.catalog_day) for p in pending if p.catalog_day]
         if catalog_all is not None and mapping:
@@ -234,19 +247,25 @@ def read_and_check(spark: SparkSession, layout: Layout, plans: list[DayPlan], q:
                              .join(F.broadcast(day_map), on="catalog_dt").select(rules.DT, "item_id"))
         else:
             catalog_items = spark.createDataFrame([], "dt string, item_id string")
-        prior = _prior_event_ids(spark, layout, plans, rows["events"], len(pending_days))
+        flagged["events"] = events = persisted(rules.event_row_reasons(
+            rows["events"], catalog_items=catalog_items, late_arrival_hours=q.late_arrival_hours,
+            naive_timestamps=naive))
+        prior = _prior_event_ids(spark, layout, plans, events, len(pending_days))
         # content twins need two files of one day (repeats within one file never count): skip the
         # fingerprint aggregation, a full pass with three shuffles, when no day has more than one
         multi_file_days = sorted(d for d in pending_days
                                  if sum(1 for i in inspected["events"] if i.file.ds == d and i.error is None) > 1)
-        twins, copies = {}, None
         if multi_file_days:
-            twins, copies = rules.content_duplicates(rows["events"].where(F.col(rules.DT).isin(multi_file_days)),
+            twins, copies = rules.content_duplicates(events.where(F.col(rules.DT).isin(multi_file_days)),
                                                      q.content_duplicate_max_share)
-        checked["events"] = rules.check_event_rows(
-            rows["events"], catalog_items=catalog_items, late_arrival_hours=q.late_arrival_hours,
-            prior_event_ids=prior, naive_timestamps=naive, content_copies=copies)
-    return Inputs(inspected, borrowed_inspected, rows, checked, catalog_all, twins)
+    for name in DATASETS:
+        if flagged[name] is not None:
+            # rows compared with each other (repeated ids, content copies), read from the persisted copy
+            checked[name] = rules.add_repeat_reasons(
+                flagged[name], key=rules.REPEAT_KEYS[name], reason=rules.REPEAT_REASONS[name],
+                prior_ids=prior if name == "events" else None, content_copies=copies if name == "events" else None,
+                hold=cached)
+    return Inputs(inspected, borrowed_inspected, rows, checked, catalog_all, twins, cached)
 
 
 def _quarantine_salt(layout: Layout) -> str:
@@ -341,7 +360,11 @@ def validate_pending(spark: SparkSession, layout: Layout, plans: list[DayPlan], 
         spark.conf.set(HUGE_METHOD_LIMIT, "8000")
         if pending:
             inputs = read_and_check(spark, layout, plans, q)
-            metrics = split_all(spark, layout, inputs, pending, stage, q, timings)
+            try:
+                metrics = split_all(spark, layout, inputs, pending, stage, q, timings)
+            finally:
+                for frame in inputs.cached:
+                    frame.unpersist()
             timings["rows"] = round(time.time() - tick, 2)
             findings, docs_index = run_gates(layout, plans, inputs, metrics, run_date, q)
             timings["gates"] = round(time.time() - tick - timings["rows"], 2)
