@@ -44,10 +44,10 @@ LATE = NIGHTS[-1]  # its raw events arrive after the backfill ran it
 # days this 9-day shop has none, and every night would pass "too little data" without carrying anything over); no
 # refusal for falling below the previous model (a refused night fails its run, which the equality does not need); a
 # 14-day window, which holds the whole shop without planning 81 empty days a night
-OVERRIDES = ["window_days=14", "spark.master=local[1]", "spark.shuffle_partitions=1", "spark.driver_memory=1g", "als.threads=1",
-             "als.factors=8", "als.iterations=5", "tuning.max_trials=2", "tuning.budget_seconds_wide=600",
-             "tuning.budget_seconds_warm=600", "gate.min_test_persons=5", "gate.holdout_days=3",
-             "gate.max_drop_vs_previous=1.0"]
+OVERRIDES = ["window_days=14", "spark.master=local[1]", "spark.shuffle_partitions=1", "spark.driver_memory=1g",
+             "als.threads=1", "als.factors=8", "als.iterations=5", "tuning.max_trials=2",
+             "tuning.budget_seconds_wide=600", "tuning.budget_seconds_warm=600", "gate.min_test_persons=5",
+             "gate.holdout_days=3", "gate.max_drop_vs_previous=1.0"]
 WAIT_SECONDS = 3600
 
 
@@ -58,17 +58,44 @@ def _free_port() -> int:
 
 
 class Airflow:
-    """The `airflow` command against one AIRFLOW_HOME."""
+    """The `airflow` command against one AIRFLOW_HOME, and its long-running components."""
 
-    def __init__(self, home: Path, env: dict):
-        self.home, self.env = home, env
+    def __init__(self, home: Path, env: dict, port: int):
+        self.home, self.env, self.port, self.processes = home, env, port, {}
 
     def __call__(self, *args: str, timeout: float = 300) -> str:
-        done = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.home)
+        for attempt in range(3):
+            done = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True,
+                                  text=True, timeout=timeout, cwd=self.home)
+            # SQLite: a write that meets another one mid-transaction fails at once, whatever the busy timeout; the
+            # commands here are safe to repeat (a backfill whose runs could not all be written is removed first)
+            if done.returncode == 0 or "database is locked" not in done.stderr or attempt == 2:
+                break
+            time.sleep(5)
         if done.returncode != 0:
             raise AssertionError(f"airflow {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
         return done.stdout
+
+    def start(self, name: str, *args: str, healthy: str) -> None:
+        """Starts `airflow <args>` and waits until the API's health check calls `healthy` healthy."""
+        log = open(self.home / f"{name}.log", "w")
+        # a session of its own, so teardown stops the command and every child it started (workers, parsers)
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=self.env, cwd=self.home,
+                                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 180
+        while True:
+            try:
+                url = f"http://127.0.0.1:{self.port}/api/v2/monitor/health"
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if (json.load(answer).get(healthy) or {}).get("status") == "healthy":
+                        return
+            except OSError:
+                pass
+            dead = [n for n, p in self.processes.items() if p.poll() is not None]
+            if dead or time.time() > deadline:
+                logs = "\n".join(f"--- {n}\n{(self.home / f'{n}.log').read_text()[-2000:]}" for n in self.processes)
+                pytest.fail(f"Airflow did not come up ({dead or 'timeout'}):\n{logs}")
+            time.sleep(2)
 
     def runs(self) -> dict[str, dict]:
         """Run date (the night the run processes) -> the DAG run's state and logical date, from the CLI."""
@@ -90,7 +117,8 @@ def _run_after(night: str) -> str:
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
-    """A migrated AIRFLOW_HOME with the API server, scheduler and DAG processor running on loopback."""
+    """A migrated AIRFLOW_HOME with the API server and the DAG processor running on loopback and the DAG unpaused;
+    `backfilled` starts the scheduler (`airflow.start("scheduler", ...)`) once its backfill is written."""
     home = tmp_path_factory.mktemp("airflow-home")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -107,37 +135,16 @@ def airflow(tmp_path_factory):
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),  # this tree's jobs
     )
-    cli = Airflow(home, env)
+    cli = Airflow(home, env, port)
     cli("db", "migrate")
-    commands = {"api-server": ["api-server", "--host", "127.0.0.1", "--port", str(port)],
-                "scheduler": ["scheduler", "--skip-serve-logs"],  # task logs stay files; no log server on 0.0.0.0
-                "dag-processor": ["dag-processor"]}
-    processes = {}
     try:
-        for name, args in commands.items():
-            log = open(home / f"{name}.log", "w")
-            # a session of its own, so teardown stops the command and every child it started (workers, parsers)
-            processes[name] = subprocess.Popen([sys.executable, "-m", "airflow", *args], env=env, cwd=home,
-                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as answer:
-                    health = json.load(answer)
-                if (health.get("scheduler") or {}).get("status") == "healthy":
-                    break
-            except OSError:
-                pass
-            dead = [n for n, p in processes.items() if p.poll() is not None]
-            if dead or time.time() > deadline:
-                logs = "\n".join(f"--- {n}\n{(home / f'{n}.log').read_text()[-2000:]}" for n in processes)
-                pytest.fail(f"Airflow did not come up ({dead or 'timeout'}):\n{logs}")
-            time.sleep(2)
+        cli.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(port), healthy="metadatabase")
+        cli.start("dag-processor", "dag-processor", healthy="dag_processor")
         cli("dags", "reserialize")  # the DAG in the metadata DB now, not at the processor's next pass
         cli("dags", "unpause", DAG_ID)
         yield cli
     finally:
-        for process in processes.values():
+        for process in cli.processes.values():
             _stop(process)
 
 
@@ -212,6 +219,9 @@ def backfilled(airflow, shop, tmp_path_factory):
     airflow("backfill", "create", "--dag-id", DAG_ID, "--from-date", _run_after(NIGHTS[0])[:10],
             "--to-date", _run_after(NIGHTS[-1]), "--max-active-runs", "1", "--reprocess-behavior", "failed",
             "--dag-run-conf", conf)
+    # the scheduler after the runs are written: SQLite fails a write that meets another mid-transaction, and the
+    # scheduler starts the first night while `backfill create` still writes the others
+    airflow.start("scheduler", "scheduler", "--skip-serve-logs", healthy="scheduler")  # no log server on 0.0.0.0
     first = _wait_for(airflow, NIGHTS, {"success", "failed"})
 
     shutil.move(held_back, late_feed)  # the late feed arrives: clear the failed night from validate on
