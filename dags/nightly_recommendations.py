@@ -12,8 +12,9 @@ or fails instead of racing it.
 
 Params: `data_root` (default: the RECS_DATA_ROOT environment variable), `conf` (a YAML file layered on
 conf/default.yaml), `overrides` (list of key=value), `ds` (a date to run instead of the logical date).
-Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B --max-active-runs 1`
-(README: Backfills through the scheduler; nights run one after the other).
+Backfill: `airflow backfill create --dag-id nightly_recommendations --from-date A --to-date B --max-active-runs 1
+--reprocess-behavior failed` (README: Backfills through the scheduler). Nights run one after the other in date order:
+`resolve_run_date` waits while the run before is queued or running.
 Dates older than the live lists publish their Parquet lists but leave the live key-value version alone unless the
 overrides hold `publish.backfill=promote` (or `version`: also build a key-value version, not switched to), e.g.
 `--dag-run-conf '{"overrides": ["publish.backfill=promote"]}'`.
@@ -26,7 +27,7 @@ import datetime as dt
 import os
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import Asset, CronTriggerTimetable, Param, PokeReturnValue, dag, task
 
 from jobs.stages import STAGES  # the one stage list; a plain tuple, cheap to import at parse time
 
@@ -52,13 +53,25 @@ RECOMMENDATIONS = Asset(name="recs_recommendations", uri="file:///recs/recommend
     },
 )
 def nightly_recommendations():
-    @task
-    def resolve_run_date(params=None, data_interval_start=None) -> str:
+    # Each night builds on the one before (identity state, tuning history, the published model), so the nights run
+    # one after the other in date order however they were started. `max_active_runs=1` binds scheduled runs only: a
+    # backfill has its own (`--max-active-runs`, default 10). So the first task waits, in reschedule mode (no worker
+    # slot held between pokes), while the run before it (by logical date) is queued or running; `depends_on_past`
+    # on it makes Airflow refuse a backfill in reverse (`--run-backwards`), whose first run would wait for ever.
+    @task.sensor(task_id="resolve_run_date", mode="reschedule", poke_interval=60, timeout=24 * 3600,
+                 depends_on_past=True)
+    def resolve_run_date(params=None, data_interval_start=None, ti=None) -> PokeReturnValue:
         if params.get("ds"):
-            return params["ds"]
-        if data_interval_start is None:  # a manual run without a logical date
+            run_date = params["ds"]
+        elif data_interval_start is None:  # a manual run without a logical date
             raise ValueError("manual run: pass conf {'ds': 'YYYY-MM-DD'}")
-        return data_interval_start.strftime("%Y-%m-%d")
+        else:
+            run_date = data_interval_start.strftime("%Y-%m-%d")
+        previous = ti.get_previous_dagrun()
+        if previous is not None and previous.state in ("queued", "running"):
+            print(f"night {run_date} waits for the run before it, {previous.run_id} ({previous.state})")
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=run_date)
 
     def stage_task(stage: str):
         @task(task_id=stage, outlets=[RECOMMENDATIONS] if stage == "publish" else [])

@@ -79,3 +79,22 @@ def test_every_task_retries_with_backoff_but_a_verdict_fails_at_once(airflow_db)
         assert task.retry_exponential_backoff > 1 and task.retry_delay >= dt.timedelta(minutes=1), task.task_id
     assert is_verdict(QualityGateError([])) and is_verdict(ModelGateError("below popularity"))
     assert not is_verdict(OSError("disk full")) and not is_verdict(RuntimeError("executor lost"))
+
+
+@pytest.mark.airflow
+def test_nights_run_one_after_the_other_in_date_order(airflow_db):
+    """Scheduled runs one at a time; every run's first task waits, without holding a worker slot, for the run before
+    it, and depends on its past, so Airflow refuses a reverse backfill; the stages do not (a failed night must not
+    stop the nights after it). The waiting itself runs in tests/test_dag_backfill.py's real scheduler."""
+    import pendulum
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.backfill import InvalidBackfillDirection, _validate_backfill_params
+
+    dag = DagBag(dag_folder="dags").get_dag("nightly_recommendations")
+    resolve = dag.get_task("resolve_run_date")
+    assert dag.max_active_runs == 1
+    assert (resolve.mode, resolve.depends_on_past, resolve.poke_interval) == ("reschedule", True, 60)
+    assert [t.task_id for t in dag.tasks if t.depends_on_past] == ["resolve_run_date"]
+    # the check `airflow backfill create` makes before it creates runs: with --run-backwards it refuses
+    with pytest.raises(InvalidBackfillDirection):
+        _validate_backfill_params(dag, True, pendulum.datetime(2026, 8, 4), pendulum.datetime(2026, 8, 10), None, None)
