@@ -32,19 +32,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import append_results  # noqa: E402
 
 K = 10
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+BENCH_CONFS = {"online_retail": CONF_DIR / "online_retail.yaml", "movielens": CONF_DIR / "movielens.yaml"}
 STAGES = ("validate", "stitch", "interactions", "tune")
 
 
-def prepare(shop: str, args, work: Path) -> tuple[Path, str, list[str]]:
-    """(DATA_ROOT, run date, the protocol's --set overrides) with the shop's raw inputs in place."""
-    root = work / f"ranking-{shop}"
+def prepare(shop: str, args, work: Path, conf: str | None) -> tuple[Path, str, list[str]]:
+    """(DATA_ROOT, run date, the protocol's --set overrides) with the shop's raw inputs in place; one root per
+    shop, seed and config file, so each keeps its own stages' outputs."""
+    root = work / (f"ranking-{shop}" + (f"-seed{args.seed}" if shop == "synthetic" else "")
+                   + (f"-{Path(conf).stem}" if conf else ""))
     if shop == "synthetic":
         from jobs.shop import generate_shop
 
-        marker = root / f"shop-{args.users}-{args.items}-{args.days}.done"
+        marker = root / f"shop-{args.users}-{args.items}-{args.days}-{args.seed}.done"
         if not marker.exists():
             shutil.rmtree(root, ignore_errors=True)
-            generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items)
+            generate_shop(str(root), start=args.start, days=args.days, users=args.users, items=args.items,
+                          seed=args.seed)
             marker.touch()
         import datetime as dt
 
@@ -100,7 +105,7 @@ def ablation(frame, result, cfg, available, categories) -> list[tuple[str, dict]
     return out
 
 
-def run_shop(shop: str, args, spark) -> list[str]:
+def run_shop(shop: str, args, spark, conf: str | None = None) -> list[str]:
     import pandas as pd
 
     from jobs.config import load_config
@@ -113,8 +118,9 @@ def run_shop(shop: str, args, spark) -> list[str]:
     import json
 
     started = time.time()
-    root, run_date, protocol = prepare(shop, args, Path(args.work))
-    cfg = load_config(None, overrides=[*protocol, *args.set], data_root=str(root))
+    label = Path(conf).name if conf else "none"
+    root, run_date, protocol = prepare(shop, args, Path(args.work), conf)
+    cfg = load_config(conf, overrides=[*protocol, *args.set], data_root=str(root))
     saved, saved_info = root / "ranker_frame.parquet", root / "ranker_frame.json"
     if args.reuse_frame and saved.exists():  # the stages and the training frame of an earlier run of this script
         cfg = night_config(cfg, run_date)
@@ -125,7 +131,7 @@ def run_shop(shop: str, args, spark) -> list[str]:
         cfg = night_config(cfg, run_date)
         frame, info = training_frame(spark, cfg, Datasets(str(root)), run_date)
         if frame is None:
-            return [f"| {shop} | no training data: {info} | | | | | |"]
+            return [f"| {shop} | {label} | no training data: {info} | | | | | |"]
         frame.to_parquet(saved)
         saved_info.write_text(json.dumps(info))
     data = Datasets(str(root))
@@ -147,12 +153,12 @@ def run_shop(shop: str, args, spark) -> list[str]:
     lines = []
     for name, m in rows:
         lift = m["ndcg_graded"] / base["ndcg_graded"] - 1 if base["ndcg_graded"] else float("nan")
-        lines.append(f"| {shop} | {name} | {m['ndcg_graded']:.4f} ({lift:+.1%}) | {m['ndcg']:.4f} | {m['map']:.4f} "
+        lines.append(f"| {shop} | {label} | {name} | {m['ndcg_graded']:.4f} ({lift:+.1%}) | {m['ndcg']:.4f} | {m['map']:.4f} "
                      f"| {m['coverage']:.4f} | {m['diversity']:.4f} ({m['diversity'] / ranker['diversity'] - 1:+.1%} "
                      f"vs ranker) |")
     top = ", ".join(f"{f} {g:.2f}" for f, g in list(result.importances.items())[:4])
     c = result.counts
-    lines.append(f"| {shop} | note | {c.get('train_persons')} train / {c.get('validation_persons')} validation persons "
+    lines.append(f"| {shop} | {label} | note | {c.get('train_persons')} train / {c.get('validation_persons')} validation persons "
                  f"x {info['candidates_per_person']} candidates, cut {info['cutoff']}; serves: {result.serves}; "
                  f"top features: {top}; {time.time() - started:.0f}s | | | | |")
     return lines
@@ -165,6 +171,9 @@ def main(argv=None) -> int:
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--start", default="2026-08-01")
+    p.add_argument("--seed", type=int, default=1, help="the synthetic shop's seed")
+    p.add_argument("--configs", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run each shop with its benchmark config (bench/conf/<shop>.yaml), beside no config")
     p.add_argument("--work", default="/tmp/recs-bench")
     p.add_argument("--set", action="append", default=[], help="key=value on top of the defaults")
     p.add_argument("--no-append", action="store_true")
@@ -178,17 +187,22 @@ def main(argv=None) -> int:
     from jobs.config import load_config
 
     spark = spark_session(load_config(None).spark)
-    header = ["| shop | ranking | NDCG@10 graded (vs retrieval) | NDCG@10 | MAP@10 | coverage | intra-list diversity |",
-              "|---|---|---|---|---|---|---|"]
+    header = ["| shop | config | ranking | NDCG@10 graded (vs retrieval) | NDCG@10 | MAP@10 | coverage "
+              "| intra-list diversity |", "|---|---|---|---|---|---|---|---|"]
     extra = f", --set {' '.join(args.set)}" if args.set else ""
-    for shop in args.shops.split(","):
-        shop_lines = [*header, *run_shop(shop.strip(), args, spark),
-                      f"No config file (defaults, self-tuning on){extra}"
-                      + (f"; synthetic shop {args.users} users x {args.items} items x {args.days} days"
-                         if shop.strip() == "synthetic" else "") + f"; {args.note}."]
+    for shop in [s.strip() for s in args.shops.split(",")]:
+        confs = [None, *([str(BENCH_CONFS[shop])] if args.configs and shop in BENCH_CONFS else [])]
+        shop_lines = list(header)
+        for conf in confs:
+            shop_lines += run_shop(shop, args, spark, conf)
+        shop_lines.append("config: `none` = no config file (defaults, self-tuning on)"
+                          + (f", `{BENCH_CONFS[shop].name}` = bench/conf/{BENCH_CONFS[shop].name} (its keys pinned)"
+                             if len(confs) > 1 else "") + extra
+                          + (f"; synthetic shop {args.users} users x {args.items} items x {args.days} days, "
+                             f"seed {args.seed}" if shop == "synthetic" else "") + f"; {args.note}.")
         print("\n".join(shop_lines), flush=True)
         if not args.no_append:  # each shop as it finishes: a slow shop does not hold back the others' figures
-            append_results(f"bench_ranking ({shop.strip()}): the learned ranker's ablation "
+            append_results(f"bench_ranking ({shop}): the learned ranker's ablation "
                            "(validation persons of its training data)", shop_lines)
     return 0
 
