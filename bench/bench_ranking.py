@@ -81,7 +81,61 @@ def prepare(shop: str, args, work: Path, conf: str | None) -> tuple[Path, str, l
     raise ValueError(f"unknown shop {shop!r}")
 
 
-def ablation(frame, result, cfg, available, categories) -> list[tuple[str, dict]]:
+def generator_oracle(root: Path, frame, cut_day: str):
+    """The synthetic shop's ceiling: each candidate scored by the generator's own choice model (jobs.shop.funnel):
+    P(a session browses the item's leaf) = (1 - explore) x the person's taste + explore x the leaf's popularity,
+    times the chance the item is among a session's ~2.5 views of that leaf, from its popularity x brand fit x
+    price fit against the leaf's listed items. Stitched persons are mapped to the generator's by the truth of
+    their ids (the most common owner). Approximate (views without replacement, stock ignored), and no ranker can
+    know these probabilities: re-ranking by them is the headroom over the retrieval order. NaN where unmapped."""
+    import datetime as dt
+    import json
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from jobs.shop.generator import build_world
+    from jobs.shop.knobs import BRAND_FIT, EXPLORE_SHARE, PRICE_BAND_SIGMA, PRICE_FIT_FLOOR, VIEWS_GEOMETRIC_P
+
+    shop = json.loads((root / "truth" / "shop.json").read_text())
+    start = dt.date.fromisoformat(shop["start"])
+    world = build_world(shop["seed"], start, days=shop["days"], users=shop["users"], items=shop["items"])
+    cat, ppl = world.catalog, world.people
+    ids = pq.read_table(root / "identity").to_pandas()[["id", "person_id"]]
+    truth = pq.read_table(root / "truth" / "identities").to_pandas()[["id", "person"]]
+    owner = ids.merge(truth, on="id").groupby("person_id")["person"].agg(lambda s: s.value_counts().index[0])
+    person = frame["person_id"].map(owner).map({k: i for i, k in enumerate(ppl.person_keys.to_pylist())})
+    mapped = person.notna().to_numpy()
+    p = person.fillna(0).astype(int).to_numpy()
+    i = frame["item_id"].map({k: n for n, k in enumerate(cat.static["item_id"].to_pylist())}).to_numpy()
+    listed = cat.first_day <= (dt.date.fromisoformat(cut_day) - start).days
+    leaf = np.empty(len(cat.base_price), dtype=np.int64)
+    for n, items in enumerate(cat.leaf_items):
+        leaf[items] = n
+    cum = ppl.taste_cum
+    slot_w = np.diff(np.concatenate([np.zeros((len(cum), 1)), cum], axis=1), axis=1)
+    taste = np.zeros((len(slot_w), cat.n_leaves))
+    for slot in range(ppl.taste_leaf.shape[1]):
+        rows = np.flatnonzero(ppl.taste_leaf[:, slot] >= 0)
+        np.add.at(taste, (rows, ppl.taste_leaf[rows, slot]), slot_w[rows, slot])
+    p_leaf = ((1 - EXPLORE_SHARE) * taste / taste.sum(axis=1, keepdims=True)
+              + EXPLORE_SHARE * (cat.leaf_pop / cat.leaf_pop.sum())[None, :])
+
+    def weight(pp, ii):
+        fav = (cat.brand[ii] == ppl.fav_brand[pp, 0]) | (cat.brand[ii] == ppl.fav_brand[pp, 1])
+        fit = np.exp(-0.5 * ((cat.price_z[ii] - ppl.price_offset[pp]) / PRICE_BAND_SIGMA) ** 2)
+        return cat.popularity[ii] * listed[ii] * np.where(fav, BRAND_FIT, 1.0) * (fit + PRICE_FIT_FLOOR)
+
+    leaf_total = np.array([weight(np.full(len(cat.leaf_items[leaf[ii]]), pp), cat.leaf_items[leaf[ii]]).sum()
+                           for pp, ii in zip(p, i)])
+    share = np.where(leaf_total > 0, weight(p, i) / np.maximum(leaf_total, 1e-12), 0.0)
+    views = 1.0 / VIEWS_GEOMETRIC_P
+    return np.where(mapped, p_leaf[p, leaf[i]] * (1.0 - (1.0 - share) ** views), np.nan)
+
+
+def ablation(frame, result, cfg, available, categories, oracle=None) -> list[tuple[str, dict]]:
+
+    import numpy as np
 
     from jobs.evaluation.metrics import evaluate_all
     from jobs.ranking.ltr import list_figures, ordered_lists, score, split_persons
@@ -93,6 +147,9 @@ def ablation(frame, result, cfg, available, categories) -> list[tuple[str, dict]
                 ("ranker", ranked, None, None),
                 ("ranker + business", ranked, cfg.rank.business, None),
                 ("ranker + business + diversity", ranked, cfg.rank.business, cfg.rank.diversity)]
+    if oracle is not None:  # the synthetic shop's ceiling (generator_oracle), on the same candidates
+        variants.append(("oracle: the generator's choice probabilities", np.nan_to_num(oracle[valid.index], nan=0.0),
+                         None, None))
     truth = valid.loc[valid["label"] >= 2, ["person_id", "item_id"]]
     out = []
     for name, relevance, business, diversity in variants:
@@ -126,7 +183,8 @@ def run_shop(shop: str, args, spark, conf: str | None = None) -> list[str]:
         cfg = night_config(cfg, run_date)
         frame, info = pd.read_parquet(saved), json.loads(saved_info.read_text())
     else:
-        for stage in STAGES:
+        done = Datasets(str(root)).tuning.read(run_date) is not None
+        for stage in STAGES if not (args.reuse_stages and done) else ():
             run_stage(stage, cfg, run_date, spark=spark)
         cfg = night_config(cfg, run_date)
         frame, info = training_frame(spark, cfg, Datasets(str(root)), run_date)
@@ -141,7 +199,9 @@ def run_shop(shop: str, args, spark, conf: str | None = None) -> list[str]:
     available = catalog.loc[catalog["is_available"].fillna(False).astype(bool), "item_id"].to_numpy(dtype=object)
     categories = pd.DataFrame({"item_id": catalog["item_id"],
                                "category_path": leaf_category_series(catalog["category_path"])}).drop_duplicates("item_id")
-    rows = ablation(frame, result, cfg, available, categories)
+    frame = frame.reset_index(drop=True)
+    oracle = generator_oracle(root, frame, info["cutoff"]) if shop == "synthetic" else None
+    rows = ablation(frame, result, cfg, available, categories, oracle)
     for strength in [float(x) for x in args.strengths.split(",") if x]:  # the diversity default's trade-off
         c = cfg.replace(rank=dataclasses.replace(
             cfg.rank, diversity=dataclasses.replace(cfg.rank.diversity, strength=strength)))
@@ -180,6 +240,9 @@ def main(argv=None) -> int:
     p.add_argument("--strengths", default="", help="also print the last row for these diversity strengths (a,b,...)")
     p.add_argument("--reuse-frame", action="store_true",
                    help="reuse the training frame an earlier run saved in the shop's folder (re-runs the ablation only)")
+    p.add_argument("--reuse-stages", action="store_true",
+                   help="skip the stages (validate .. tune) for a shop folder where an earlier run of this script ran "
+                        "them (its tuning settings are there); the training frame is rebuilt with the current code")
     p.add_argument("--note", default="host shared with other agents")
     args = p.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
