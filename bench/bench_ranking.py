@@ -11,12 +11,15 @@ after it) and the ranker is trained on its training persons; every row is measur
 - NDCG@10 and MAP@10 binary against purchases and carts after the cut (the gate's truth), among the candidates,
 - catalog coverage (share of available items in any top 10) and intra-list category diversity (leaf categories).
 
-Shops: the synthetic shop (jobs.shop, small), the real shop (Online Retail, run date 2011-12-09 with a 31-day
-holdout, so the cut falls on 2011-11-08 as in its temporal protocol), MovieLens 100K (its ratings' days, the
+Shops: the synthetic shop (jobs.shop, small, `--seed`), the real shop (Online Retail, run date 2011-12-09 with a
+31-day holdout, so the cut falls on 2011-11-08 as in its temporal protocol), MovieLens 100K (its ratings' days, the
 pipeline's own widened temporal holdout; not issue #5's stratified protocol, which has no time cut to learn from).
+The real shop and MovieLens run twice: with no config file and with their benchmark config (bench/conf/<shop>.yaml,
+`--no-configs` to skip). The synthetic shop adds its ceiling: the same candidates re-ranked by the generator's own
+choice probabilities (`generator_oracle`).
 
     python bench/bench_ranking.py                # all three shops, appended to bench/RESULTS.md
-    python bench/bench_ranking.py --shops synthetic --users 2000 --items 500 --days 45 --no-append
+    python bench/bench_ranking.py --shops synthetic --users 4000 --items 800 --days 60 --seed 2 --no-append
 """
 from __future__ import annotations
 
