@@ -8,6 +8,7 @@ from known_shop import PREVIOUS_DATE, RUN_DATE, broken, gate_cfg, publish_previo
 from jobs.evaluation.holdout import HoldoutMissingError
 from jobs.stages import gate
 from jobs.storage import io
+from jobs.storage.datasets import Datasets
 from jobs.storage.layout import Layout
 
 
@@ -48,6 +49,9 @@ def test_learnable_model_passes_and_beats_every_baseline(spark, cfg):
         "model_version"]
     assert report["previous"]["run_date"] == PREVIOUS_DATE
     assert report["previous"]["config_changes"]["als.iterations"] == [30, 10]
+    # tonight's holdout ALS was fitted here and saved for the rank stage's ranker (jobs/evaluation/holdout_model.py)
+    assert report["holdout_model"] == "fitted"
+    assert Datasets(cfg.data_root).holdout_model.meta(RUN_DATE)["als"]["iterations"] == cfg.als.iterations
 
 
 @pytest.mark.spark

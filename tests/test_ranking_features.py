@@ -74,16 +74,47 @@ def test_features_without_brand_or_price_columns_are_null_or_zero_not_errors(spa
     assert set(FEATURES) <= set(out[("p1", "b")].asDict())
 
 
-def test_price_band_and_cooccurrence_see_the_persons_history(spark):
+def test_price_band_is_within_the_category_and_cooccurrence_sees_the_persons_history(spark):
     interactions = spark.createDataFrame(
         [("p1", "a", 1.0, _ts("2026-03-05")), ("p2", "a", 1.0, _ts("2026-03-05")), ("p2", "c", 1.0, _ts("2026-03-05")),
          ("p3", "a", 1.0, _ts("2026-03-05")), ("p3", "c", 1.0, _ts("2026-03-05"))], T)
-    candidates = spark.createDataFrame([("p1", "b", 2.0), ("p1", "c", 1.0)],
+    candidates = spark.createDataFrame([("p1", "b", 2.0), ("p1", "c", 1.0), ("p1", "b2", 0.5)],
                                        "person_id string, item_id string, score double")
     persons = spark.createDataFrame([("p1", "DE")], "person_id string, country string")
+    # p1 paid 10 for the cheapest shoe; b (100) is the cheapest bag, b2 (300) a dear one
+    catalog = _catalog(spark, True).unionByName(spark.createDataFrame(
+        [(i, path, price, "acme", _ts("2026-01-01"), 0.3, 2) for i, path, price in
+         (("a2", "Women > Shoes", 30.0), ("b2", "Women > Bags", 300.0))], _catalog(spark, True).schema))
     out = {r["item_id"]: r for r in candidate_features(
-        candidates, interactions, _catalog(spark, True), persons, as_of="2026-03-10",
+        candidates, interactions, catalog, persons, as_of="2026-03-10",
         segment_dimensions=("country",)).where(F.col("person_id") == "p1").collect()}
-    assert out["b"]["price_vs_band"] > out["c"]["price_vs_band"] > 0   # p1 paid 10; c costs 20, b 100
+    # ten times what p1 paid, but the cheap end of its category as p1's shoe was: in p1's band
+    assert out["b"]["price_vs_band"] == pytest.approx(0.0) and out["b2"]["price_vs_band"] > 1.0
     assert out["c"]["cooccurrence"] > 0 and out["b"]["cooccurrence"] == 0.0  # two others had a and c
     assert out["c"]["brand_affinity"] == 1.0 and out["c"]["item_age_days"] == pytest.approx(67.5)
+
+
+def test_category_item_score_weighs_the_persons_category_taste_by_the_items_share_of_it(spark):
+    # p1 lives in Shoes; the other shoppers make b the best seller of Bags and a2 a rare shoe
+    interactions = spark.createDataFrame(
+        [("p1", "a", 5.0, _ts("2026-03-05")), ("p2", "a", 1.0, _ts("2026-03-05")), ("p2", "a2", 1.0, _ts("2026-03-05")),
+         ("p3", "a", 1.0, _ts("2026-03-05")), ("p3", "b", 1.0, _ts("2026-03-05")), ("p4", "b", 1.0, _ts("2026-03-06")),
+         ("p5", "b", 1.0, _ts("2026-03-06"))], T)
+    catalog = _catalog(spark, True).unionByName(spark.createDataFrame(
+        [("a2", "Women > Shoes", 30.0, "acme", _ts("2026-01-01"), 0.3, 2)], _catalog(spark, True).schema))
+    candidates = spark.createDataFrame([("p1", "a2", 1.0), ("p1", "b", 1.0), ("p1", "a", 1.0),
+                                        ("p9", "a2", 1.0), ("p9", "b", 1.0)],
+                                       "person_id string, item_id string, score double")
+    persons = spark.createDataFrame([("p1", "DE")], "person_id string, country string")
+    out = {(r["person_id"], r["item_id"]): r for r in candidate_features(
+        candidates, interactions, catalog, persons, as_of="2026-03-10", segment_dimensions=("country",)).collect()}
+    # for p1 a rare shoe beats the best-selling bag; for p9 (no history) everyone's shares decide: the bag
+    assert out[("p1", "a2")]["category_item_score"] > out[("p1", "b")]["category_item_score"]
+    assert out[("p9", "b")]["category_item_score"] > out[("p9", "a2")]["category_item_score"]
+    # b is all of its category's traffic, a2 one shoe in eight (weights 5+1+1 on a, 1 on a2)
+    assert out[("p1", "b")]["item_category_share"] == pytest.approx(0.0, abs=1e-5)
+    assert out[("p1", "a2")]["item_category_share"] == pytest.approx(-2.0794, abs=1e-3)
+    # the person's own history with the candidate
+    assert out[("p1", "a")]["item_seen"] == pytest.approx(1.7918, abs=1e-4)  # log(1 + 5)
+    assert out[("p1", "a")]["days_since_item"] == pytest.approx(4.5)
+    assert out[("p1", "b")]["item_seen"] == 0.0 and out[("p1", "b")]["days_since_item"] is None

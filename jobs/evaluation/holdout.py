@@ -176,13 +176,15 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
 
 
 def model_recs(holdout: Holdout, settings, *, seed: int, k: int, index_settings=None,
-               half_life_days: float | None = None, exact: bool = False) -> pd.DataFrame:
+               half_life_days: float | None = None, exact: bool = False, model: MFModel | None = None) -> pd.DataFrame:
     """ALS with `settings` on the holdout train (weighted with `half_life_days`, default the holdout's own),
     then the night's retrieval (the index `index_settings` picks, `jobs.config.IndexConfig`; `exact`: numpy
     top-k, no index) for the evaluated persons:
-    person_id, item_id, score, rank (1..k); only available items, none bought before the cutoff."""
-    matrix = holdout.matrix if half_life_days is None else holdout.matrix_for(half_life_days)
-    model = MFModel.fit(matrix, settings, seed=seed)
+    person_id, item_id, score, rank (1..k); only available items, none bought before the cutoff.
+    `model`: that fit already made (`jobs.evaluation.holdout_model`), not fitted again."""
+    if model is None:
+        matrix = holdout.matrix if half_life_days is None else holdout.matrix_for(half_life_days)
+        model = MFModel.fit(matrix, settings, seed=seed)
     recs = model.recommend(holdout.persons, model.item_index(holdout.available_items),
                            exclude_persons=holdout.bought["person_id"].to_numpy(dtype=object),
                            exclude_items=holdout.bought["item_id"].to_numpy(dtype=object),

@@ -39,6 +39,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import ConfigError, RecsConfig
 from jobs.evaluation.holdout import Holdout
+from jobs.evaluation.holdout_model import holdout_model
 from jobs.exclusions import excluded_pairs
 from jobs.models.als import Factors
 from jobs.models.content import content_items
@@ -72,6 +73,7 @@ class HoldoutSources:
     train: DataFrame       # the holdout train (Spark): item popularity for the ranker's features
     persons: DataFrame     # the sampled persons with their context (cached; small)
     purchases: DataFrame   # the sampled persons' purchases before the cutoff, as `jobs.exclusions` reads them
+    data: Datasets | None = None  # where the night's holdout model is shared (`holdout_model`)
     cached: dict = dataclasses.field(default_factory=dict)
 
 
@@ -103,7 +105,7 @@ def holdout_sources(spark, data: Datasets, holdout: Holdout, cfg: RecsConfig) ->
         catalog=data.validated_catalog.read_spark(spark, run_date),
         catalog_arrow=data.validated_catalog.read_arrow(run_date),
         train=data.holdout_train.read_spark(spark, run_date, ["item_id", "weight"]), persons=persons,
-        purchases=purchases)
+        purchases=purchases, data=data)
 
 
 def _key(*parts) -> str:
@@ -122,16 +124,23 @@ def _excluded(src: HoldoutSources, cfg: RecsConfig) -> DataFrame:
     return src.cached[key]
 
 
-def retrieval_candidates(src: HoldoutSources, cfg: RecsConfig, *, seed: int) -> pd.DataFrame:
+def retrieval_candidates(src: HoldoutSources, cfg: RecsConfig, *, seed: int, shared: bool = False) -> pd.DataFrame:
     """The pipeline's retrieval on the holdout for the sampled persons: person_id, item_id, score, source, rank
-    (1..candidates.n). Cached per retrieval settings, so pipelines that differ only after retrieval share it."""
+    (1..candidates.n). Cached per retrieval settings, so pipelines that differ only after retrieval share it.
+
+    `shared`: the night's own pipeline, whose ALS fit is the night's holdout model (`holdout_model`: read when
+    the rank stage saved it first, else fitted and saved for it); `src.cached["holdout_model"]` says which."""
     holdout = src.holdout
     key = _key("candidates", cfg.als, cfg.interactions.half_life_days, cfg.candidates.n, cfg.candidates.index,
                cfg.filters, cfg.content, seed)
     if key in src.cached:
         return src.cached[key]
     matrix = holdout.matrix_for(cfg.interactions.half_life_days)
-    model = MFModel.fit(matrix, cfg.als, seed=seed)
+    if shared and src.data is not None:
+        model, src.cached["holdout_model"] = holdout_model(src.data, holdout, cfg.als,
+                                                           half_life_days=cfg.interactions.half_life_days, seed=seed)
+    else:
+        model = MFModel.fit(matrix, cfg.als, seed=seed)
     # the retrieve stage's rule: learned vectors for items enough persons touched, content vectors for the rest
     persons_per_item = dict(zip(matrix.item_ids.tolist(), np.diff(matrix.matrix.tocsc().indptr).tolist()))
     c = cfg.content

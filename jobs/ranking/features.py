@@ -27,7 +27,13 @@ FEATURES: tuple[str, ...] = (
     "item_age_days", "price_vs_band",
     "category_affinity", "brand_affinity", "days_since_category",
     "person_items", "person_weight", "cooccurrence",
+    "item_seen", "days_since_item", "item_category_share", "category_item_score",
 )
+
+# How many "average persons' worth" of the population's category shares a person's own category weights are
+# smoothed with in `category_item_score` (a share of the median person's total weight): a person with a thin
+# history leans on what everyone browses, a heavy one on their own history.
+CATEGORY_PRIOR_SHARE = 0.25
 
 SECONDS_PER_DAY = 86400.0
 
@@ -89,6 +95,11 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
         _column_or_null(catalog, "created_at", "timestamp").alias("created_at"),
         _column_or_null(catalog, "margin_rate", "double").alias("margin_rate"),
         _column_or_null(catalog, "stock_qty", "double").alias("stock_qty")).dropDuplicates(["item_id"])
+    # price within the category: log price minus the category's median log price, so that a person's usual band
+    # ("the cheap end of whatever they browse") is not confused with the price level of the categories they browse
+    medians = items.groupBy("category").agg(F.percentile_approx("log_price", 0.5).alias("category_log_price"))
+    items = (items.join(F.broadcast(medians), "category", "left")
+             .withColumn("log_price", F.col("log_price") - F.col("category_log_price")).drop("category_log_price"))
     recent = (F.col("weights")[0] if "weights" in interactions.columns else F.col("weight")).cast("double")
     pairs = (interactions.select("person_id", "item_id", F.col("weight").cast("double").alias("weight"),
                                  recent.alias("recent"), "last_time")
@@ -96,7 +107,24 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
 
     pop = pairs.groupBy("item_id").agg(F.log1p(F.sum("weight")).alias("item_popularity"),
                                        F.log1p(F.sum("recent")).alias("item_popularity_recent"),
-                                       (F.sum("recent") / F.sum("weight")).alias("item_trend"))
+                                       (F.sum("recent") / F.sum("weight")).alias("item_trend"),
+                                       F.sum("weight").alias("item_weight"))
+
+    # the item's share of its category's traffic, per day it was listed in the data's period (an item listed
+    # last week is not a tenth as popular as one listed all period), and each category's share of all weight
+    start = pairs.agg(F.min("last_time").alias("period_start"))
+    listed_from = F.greatest(F.coalesce(F.col("created_at"), F.col("period_start")), F.col("period_start"))
+    rates = (items.select("item_id", "category", "created_at").join(pop.select("item_id", "item_weight"), "item_id")
+             .crossJoin(F.broadcast(start))
+             .withColumn("item_rate", F.col("item_weight")
+                         / F.greatest(F.lit(1.0), _days_before(as_of_end, listed_from))))
+    category_rates = rates.groupBy("category").agg(F.sum("item_rate").alias("category_rate"),
+                                                   F.sum("item_weight").alias("category_weight"))
+    category_share = category_rates.crossJoin(F.broadcast(pairs.agg(F.sum("weight").alias("all_weight")))).select(
+        "category", "category_rate", (F.col("category_weight") / F.col("all_weight")).alias("category_share"))
+    item_share = (rates.join(category_share, "category")
+                  .select("item_id", F.log((F.col("item_rate") + F.lit(1e-6))
+                                           / (F.col("category_rate") + F.lit(1e-6))).alias("item_category_share")))
     person_cols = [F.col(d) if d in persons.columns else F.lit(None).cast("string").alias(d)
                    for d in segment_dimensions]
     segment_of = persons.select("person_id", *person_cols).select(
@@ -111,6 +139,10 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
                                                          F.max("last_time").alias("cat_last"))
     brand_aff = (pairs.where(F.col("brand").isNotNull())
                  .groupBy("person_id", "brand").agg(F.sum("weight").alias("brand_weight")))
+    prior = profile.agg((F.lit(CATEGORY_PRIOR_SHARE) * F.percentile_approx("total_weight", 0.5))
+                        .alias("category_prior"))
+    seen = pairs.select("person_id", "item_id", F.col("weight").alias("seen_weight"),
+                        F.col("last_time").alias("seen_last"))
 
     # co-occurrence: how many persons interacted with both the candidate and one of the person's latest items,
     # summed over those items (log-scaled); computed only for the candidates' persons.
@@ -144,7 +176,17 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
            .join(profile, "person_id", "left")
            .join(cat_aff, ["person_id", "category"], "left")
            .join(brand_aff, ["person_id", "brand"], "left")
-           .join(cooc, ["person_id", "item_id"], "left"))
+           .join(cooc, ["person_id", "item_id"], "left")
+           .join(seen, ["person_id", "item_id"], "left")
+           .join(item_share, "item_id", "left")
+           .join(F.broadcast(category_share.select("category", "category_share")), "category", "left")
+           .crossJoin(F.broadcast(prior)))
+    # P(category | person), the person's weights smoothed towards everyone's (`CATEGORY_PRIOR_SHARE`), times
+    # P(item | category): the two-step choice "which category, then which item in it", on a log scale
+    category_prob = F.log((F.coalesce(F.col("cat_weight"), F.lit(0.0))
+                           + F.coalesce(F.col("category_prior"), F.lit(0.0)) * F.col("category_share"))
+                          / (F.coalesce(F.col("total_weight"), F.lit(0.0))
+                             + F.coalesce(F.col("category_prior"), F.lit(0.0))))
     weight_share = F.when(F.col("total_weight") > 0, F.lit(1.0) / F.col("total_weight"))
     return (out
             .withColumn("item_popularity", F.coalesce("item_popularity", F.lit(0.0)))
@@ -159,6 +201,9 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
             .withColumn("person_items", F.coalesce("person_items", F.lit(0.0)))
             .withColumn("person_weight", F.log1p(F.coalesce("total_weight", F.lit(0.0))))
             .withColumn("cooccurrence", F.coalesce("cooccurrence", F.lit(0.0)))
+            .withColumn("item_seen", F.log1p(F.coalesce(F.col("seen_weight"), F.lit(0.0))))
+            .withColumn("days_since_item", _days_before(as_of_end, F.col("seen_last")))
+            .withColumn("category_item_score", category_prob + F.col("item_category_share"))
             .select(*candidates.columns, "category", "margin_rate", "stock_qty",
                     *[F.col(f).cast("double").alias(f) for f in FEATURES]))
 

@@ -62,17 +62,23 @@ def split_persons(persons, *, validation_share: float, seed: int) -> np.ndarray:
     return np.array([p in chosen for p in np.asarray(persons, dtype=object)], dtype=bool)
 
 
-def _fit(frame: pd.DataFrame, ranker: RankerConfig, seed: int):
+def _dataset(frame: pd.DataFrame):
     import lightgbm as lgb
 
     frame = frame.sort_values(["person_id", "retrieval_rank"], kind="stable")
     groups = frame.groupby("person_id", sort=False).size().to_numpy()
+    return lgb.Dataset(frame[list(FEATURES)].to_numpy(dtype=np.float64), label=frame["label"].to_numpy(),
+                       group=groups, feature_name=list(FEATURES))
+
+
+def _fit(frame: pd.DataFrame, ranker: RankerConfig, seed: int):
+    """LambdaRank on `frame`'s persons, `ranker.trees` rounds of small trees (`num_leaves`, `min_data_in_leaf`)."""
+    import lightgbm as lgb
+
     params = {"objective": "lambdarank", "learning_rate": ranker.learning_rate, "num_leaves": ranker.num_leaves,
               "min_data_in_leaf": ranker.min_data_in_leaf, "lambdarank_truncation_level": max(ranker.k, 10),
               "seed": seed, "deterministic": True, "force_row_wise": True, "num_threads": 1, "verbose": -1}
-    train_set = lgb.Dataset(frame[list(FEATURES)].to_numpy(dtype=np.float64), label=frame["label"].to_numpy(),
-                            group=groups, feature_name=list(FEATURES))
-    return lgb.train(params, train_set, num_boost_round=ranker.trees)
+    return lgb.train(params, _dataset(frame), num_boost_round=ranker.trees)
 
 
 def train_ranker(frame: pd.DataFrame, ranker: RankerConfig, *, seed: int, business: BusinessConfig | None = None,

@@ -1,8 +1,9 @@
 """The rank stage's learned part, one call: train tonight's ranker on the temporal holdout, judge it, and when it
 serves re-rank tonight's candidates with it (business terms and diversity after it) inside Spark.
 
-Training data without leakage: the candidates are those of a model fitted on the holdout's train part (the
-interactions before its cutoff, as the gate fits it), for a seeded sample of up to `rank.ranker.max_train_persons`
+Training data without leakage: the candidates are those of the night's holdout model (ALS fitted on the holdout's
+train part, the interactions before its cutoff, with the night's settings; fitted once a night by the gate or by
+this stage, whichever runs first, `jobs.evaluation.holdout_model`), for a seeded sample of up to `rank.ranker.max_train_persons`
 holdout persons; their features come from those pre-cutoff interactions only (as of the cutoff), and their labels
 from what each person did from the cutoff on (`features.GRADES`). The sample's feature table is the only thing
 collected to the driver.
@@ -28,6 +29,7 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
     """(pandas frame of labelled training candidates with features, the holdout's counts and cutoff) or
     (None, reason) when there is no holdout to learn from."""
     from jobs.evaluation.holdout import HoldoutMissingError, load_holdout, model_recs
+    from jobs.evaluation.holdout_model import holdout_model
     from jobs.identity import attribute_events, load_state_nodes
 
     try:
@@ -39,7 +41,10 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
         return None, f"no temporal holdout to train on ({e})"
     if len(holdout.persons) == 0 or holdout.matrix.nnz == 0:
         return None, "the holdout has no person with history before the cutoff and activity after it"
-    recs = model_recs(holdout, cfg.als, seed=cfg.seed, k=cfg.candidates.n, index_settings=cfg.candidates.index)
+    # the night's holdout ALS: the gate fitted and saved it when it ran first (jobs/evaluation/holdout_model.py)
+    model, fit = holdout_model(data, holdout, cfg.als, half_life_days=cfg.interactions.half_life_days, seed=cfg.seed)
+    recs = model_recs(holdout, cfg.als, seed=cfg.seed, k=cfg.candidates.n, index_settings=cfg.candidates.index,
+                      model=model)
     cut_day = holdout.cutoff.date().isoformat()
     candidates = spark.createDataFrame(recs[["person_id", "item_id", "score"]].astype({"score": "float64"}))
     days = holdout.counts["holdout_days"]
@@ -52,7 +57,8 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
                                  data.persons.read_spark(spark, run_date), cut_day=cut_day,
                                  segment_dimensions=tuple(cfg.segments.dimensions))
     frame = examples.toPandas()
-    return frame, {"cutoff": cut_day, "holdout_days": days, "candidates_per_person": cfg.candidates.n}
+    return frame, {"cutoff": cut_day, "holdout_days": days, "candidates_per_person": cfg.candidates.n,
+                   "holdout_model": fit}
 
 
 def learned_candidates(spark: SparkSession, cfg: RecsConfig, run_date: str, candidates: DataFrame,

@@ -197,11 +197,13 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
                                          else (None, []))
     metrics: dict[str, dict] = {}
     seconds: dict[str, float] = {}
+    shared_model = None  # whether tonight's holdout ALS was read (the rank stage fitted it) or fitted here
     if n_eval > 0 and holdout.matrix.nnz > 0:
         src = holdout_sources(spark, data, holdout, cfg)
         try:
             timer = time.perf_counter()
-            candidates = retrieval_candidates(src, cfg, seed=cfg.seed)
+            candidates = retrieval_candidates(src, cfg, seed=cfg.seed, shared=True)
+            shared_model = src.cached.get("holdout_model")
             metrics[RETRIEVAL] = evaluate(holdout, candidates[candidates["rank"] <= k], k=k)
             metrics[MODEL] = evaluate(holdout, pipeline_lists(src, cfg, candidates), k=k)
             seconds[MODEL] = round(time.perf_counter() - timer, 1)
@@ -243,7 +245,7 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
         # what each judged list was built with, so a reader can tell which change moved a figure
         "lists": {MODEL: pipeline_settings(cfg),
                   PREVIOUS: None if previous_cfg is None else pipeline_settings(previous_cfg)},
-        "list_seconds": seconds}
+        "list_seconds": seconds, "holdout_model": shared_model}
     data.models.write_evaluation(run_date, evaluation)
     report_path = f"{data.layout.reports(run_date)}/gate.json"
     report = {

@@ -17,6 +17,7 @@ dataset, the date and the path.
 | flagged ids          | interactions | rank                            | flagged_ids             |
 | holdout train / test | interactions | gate, tune, `recs tune`         | interactions / pairs    |
 | holdout info         | interactions | gate, tune, `recs tune`         | holdout_info (JSON)     |
+| holdout model        | gate or rank (the first to need it) | the other             | factors + model.json    |
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
 | item index (model/index) | retrieve | retrieve's executors            | ScaNN files + index.json |
 | candidates           | retrieve     | rank                            | candidates              |
@@ -156,13 +157,15 @@ class JsonLinesHistory:
 
 class ModelStore:
     """The night's model folder: factor tables with their ids, `model.json`, the gate's `evaluation.json`
-    and the `PUBLISHED` marker of the model whose lists went live."""
+    and the `PUBLISHED` marker of the model whose lists went live. `path_of` places another model of the
+    same form (the holdout model beside the holdout)."""
 
-    def __init__(self, layout: Layout):
+    def __init__(self, layout: Layout, path_of: Callable[[Layout, str], str] | None = None):
         self.layout = layout
+        self.path_of = path_of or Layout.model
 
     def path(self, ds: str) -> str:
-        return self.layout.model(ds)
+        return self.path_of(self.layout, ds)
 
     def write(self, ds: str, tables: dict[str, pa.Table], meta: dict) -> str:
         """Writes `<name>.parquet` per table and `model.json`, all at once (the folder is replaced whole)."""
@@ -288,6 +291,9 @@ class Datasets:
         self.staged_lists = declare("staged lists", Layout.staged_recommendations, "recommendations")
         self.published_lists = declare("published lists", Layout.recommendations, "recommendations")
         self.models = ModelStore(layout)
+        # ALS fitted on the holdout train with the night's settings (jobs/evaluation/holdout_model.py): fitted
+        # once by whichever of gate and rank runs first, read by the other; model.json carries its key
+        self.holdout_model = ModelStore(layout, lambda lay, ds: lay.holdout(ds, "model"))
         self.tuning = JsonDocument("tuning settings", layout,
                                    lambda lay, ds: f"{lay.partition('tuning', ds)}/settings.json", "tuning")
         self.tuning_history = JsonLinesHistory("tuning history", layout.tuning_history(),
