@@ -37,6 +37,8 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
                                half_life_days=cfg.interactions.half_life_days)
     except HoldoutMissingError as e:
         return None, f"no temporal holdout to train on ({e})"
+    if holdout.kind != "temporal":  # features are computed as of one cutoff; a per-person holdout has one per person
+        return None, f"tonight's holdout is {holdout.kind}, not temporal ({holdout.reason}): no leak-free training rows"
     if len(holdout.persons) == 0 or holdout.matrix.nnz == 0:
         return None, "the holdout has no person with history before the cutoff and activity after it"
     recs = model_recs(holdout, cfg.als, seed=cfg.seed, k=cfg.candidates.n, index_settings=cfg.candidates.index)
