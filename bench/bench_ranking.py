@@ -216,12 +216,14 @@ def run_shop(shop: str, args, spark, conf: str | None = None) -> list[str]:
     lines = []
     for name, m in rows:
         lift = m["ndcg_graded"] / base["ndcg_graded"] - 1 if base["ndcg_graded"] else float("nan")
-        lines.append(f"| {shop} | {label} | {name} | {m['ndcg_graded']:.4f} ({lift:+.1%}) | {m['ndcg']:.4f} | {m['map']:.4f} "
+        lines.append(f"| {shop} | {label} | {name} | {m['ndcg_graded']:.4f} ({lift:+.1%}) | {m['ndcg']:.4f} "
+                     f"| {m['map']:.4f} "
                      f"| {m['coverage']:.4f} | {m['diversity']:.4f} ({m['diversity'] / ranker['diversity'] - 1:+.1%} "
                      f"vs ranker) |")
     top = ", ".join(f"{f} {g:.2f}" for f, g in list(result.importances.items())[:4])
     c = result.counts
-    lines.append(f"| {shop} | {label} | note | {c.get('train_persons')} train / {c.get('validation_persons')} validation persons "
+    lines.append(f"| {shop} | {label} | note | {c.get('train_persons')} train / {c.get('validation_persons')} "
+                 "validation persons "
                  f"x {info['candidates_per_person']} candidates, cut {info['cutoff']}; serves: {result.serves}; "
                  f"top features: {top}; {time.time() - started:.0f}s | | | | |")
     return lines

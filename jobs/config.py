@@ -208,6 +208,20 @@ class GateConfig:
     min_test_persons: int
     popularity_windows_days: tuple[int, ...]
     max_holdout_days: int
+    # which holdout the interactions stage cuts (jobs/evaluation/person_split.py, README "Which holdout")
+    holdout: str = "auto"
+    auto_max_stretch: int = 2
+    per_person_share: float = 0.2
+    per_person_min_items: int = 5
+
+    def __post_init__(self):
+        if not 0 < self.per_person_share < 1:
+            raise ConfigError(f"config key 'gate.per_person_share': expected 0 < share < 1, got {self.per_person_share}")
+        if self.per_person_min_items < 2:
+            raise ConfigError(f"config key 'gate.per_person_min_items': expected at least 2 (one item to hold out, "
+                              f"one to learn from), got {self.per_person_min_items}")
+        if self.auto_max_stretch < 1:
+            raise ConfigError(f"config key 'gate.auto_max_stretch': expected at least 1, got {self.auto_max_stretch}")
 
 
 @dataclass(frozen=True)
@@ -449,6 +463,7 @@ _CHOICES[("tuning", "method")] = ("tpe", "random")
 _CHOICES[("publish", "backfill")] = ("lists", "version", "promote")
 _CHOICES[("candidates", "index", "method")] = ("auto", "exact", "ah", "tree")
 _CHOICES[("als", "engine")] = ("implicit", "spark")
+_CHOICES[("gate", "holdout")] = ("auto", "temporal", "per_person")
 
 
 def _yaml_key(f: dataclasses.Field) -> str:

@@ -1,7 +1,7 @@
 """The gate's temporal holdout (jobs/evaluation/holdout.py) on the known-answer shop of tests/known_shop.py."""
 import dataclasses
 
-from known_shop import RUN_DATE, UNAVAILABLE, gate_cfg, write_shop
+from known_shop import CUTOFF, RUN_DATE, UNAVAILABLE, gate_cfg, write_shop
 
 from jobs.evaluation.holdout import load_holdout, model_recs
 from jobs.storage.datasets import Datasets
@@ -36,3 +36,18 @@ def test_sample_of_test_persons_is_seeded_and_capped(cfg):
     assert len(a.persons) == 7 and list(a.persons) == list(b.persons)
     assert set(a.test["person_id"]) == set(a.persons) and len(a.test) == 14
     assert list(holdout_of(cfg.replace(seed=cfg.seed + 1)).persons) != list(a.persons)
+
+
+def test_a_per_person_holdout_is_read_with_its_reason_and_ends_with_D(cfg):
+    cfg = gate_cfg(cfg)
+    write_shop(cfg)
+    data = Datasets(cfg.data_root)
+    data.holdout_info.write(RUN_DATE, {"run_date": RUN_DATE, "holdout": "per_person", "holdout_reason": "auto: few return",
+                                       "holdout_days": None, "train_end": RUN_DATE})
+    holdout = holdout_of(cfg)
+    assert (holdout.kind, holdout.reason) == ("per_person", "auto: few return")
+    assert holdout.cutoff.isoformat() == "2026-03-11T00:00:00+00:00"  # the end of D: recent windows end with D
+    assert holdout.counts["holdout"] == "per_person" and holdout.counts["holdout_days"] is None
+    data.holdout_info.write(RUN_DATE, {"run_date": RUN_DATE, "holdout": "temporal", "holdout_days": 7,
+                                       "test_start": "2026-03-04"})
+    assert holdout_of(cfg).kind == "temporal" and holdout_of(cfg).cutoff == CUTOFF

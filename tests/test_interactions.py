@@ -3,7 +3,9 @@ import datetime as dt
 import pytest
 
 from jobs.decay import HALF_LIFE_GRID_DAYS
-from jobs.stages.interactions import active_persons, build_interactions, holdout_days_for, holdout_split
+from jobs.evaluation.person_split import choose_holdout, per_person_cuts
+from jobs.stages.interactions import (active_persons, build_interactions, holdout_days_for, holdout_split,
+                                     per_person_split, returning_persons)
 
 pytestmark = pytest.mark.spark
 W = {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 10.0, "return": -10.0, "search": 0.0}
@@ -82,3 +84,53 @@ def test_one_person_cannot_make_one_item_weigh_without_bound(spark):
     got = {r.item_id: r.weight for r in build_interactions(events, run_date="2026-03-10", event_weights=W,
                                                           half_life_days=30.0, max_weight=25.0).collect()}
     assert got["a"] == pytest.approx(25.0) and got["b"] == pytest.approx(1.0, rel=1e-3)
+
+
+def test_per_person_holdout_keeps_each_persons_last_items_by_day(spark):
+    day = lambda d, h=10: f"2026-03-{d:02d} {h:02d}:00:00"  # noqa: E731
+    rows = [("p1", i, "purchase", day(2, 10 + n), "DE", "ios") for n, i in enumerate("abcde")]  # one day, 5 items
+    rows += [("p2", i, "purchase", day(1), "DE", "ios") for i in "abc"]                       # comes back
+    rows += [("p2", "d", "add_to_cart", day(5), "DE", "ios"), ("p2", "e", "purchase", day(9), "DE", "ios"),
+             ("p2", "c", "product_view", day(9), "DE", "ios"),    # on the cut day, not held out: train
+             ("p2", "a", "product_view", day(10), "DE", "ios"),   # after the cut day: not train
+             ("p2", "f", "product_view", day(10), "DE", "ios")]
+    rows += [("p3", i, "purchase", day(3), "DE", "ios") for i in "abc"]                       # too few items
+    events = ev(spark, rows)
+    cuts, held = per_person_cuts(events, test_event_types=("purchase", "add_to_cart"), share=0.2, min_items=5,
+                                 max_persons=10, seed=42)
+    got = {r.person_id: (str(r.cut_day), r.items, r.held_out) for r in cuts.collect()}
+    assert got == {"p1": ("2026-03-02", 5, 1), "p2": ("2026-03-09", 5, 1)}
+    held_pairs = sorted((r.person_id, r.item_id) for r in held.collect())
+    assert [p for p, _ in held_pairs] == ["p1", "p2"] and ("p2", "e") in held_pairs  # p1's: a seeded draw
+    train, test = per_person_split(events, cuts, held, run_date="2026-03-10", event_weights=W, half_life_days=30.0,
+                                   max_weight=100.0)
+    pairs = {(r.person_id, r.item_id): r.weight for r in train.collect()}
+    assert sorted((r.person_id, r.item_id) for r in test.collect()) == held_pairs
+    assert not set(held_pairs) & set(pairs)
+    assert {i for p, i in pairs if p == "p2"} == {"a", "b", "c", "d"}
+    age = lambda d: (10 - d) + 13.99972 / 24  # noqa: E731  (days from 10:00 of day d to the end of the 10th)
+    assert pairs[("p2", "a")] == pytest.approx(10.0 * 0.5 ** (age(1) / 30.0), rel=1e-5)
+    assert pairs[("p2", "c")] == pytest.approx(10.0 * 0.5 ** (age(1) / 30.0) + 0.5 ** (age(9) / 30.0), rel=1e-5)
+    assert len([p for p in pairs if p[0] == "p1"]) == 4 and len([p for p in pairs if p[0] == "p3"]) == 3
+
+
+def test_auto_holdout_is_temporal_when_persons_come_back_and_per_person_when_they_do_not(spark):
+    def choose(rows):
+        events = ev(spark, rows)
+        returning = returning_persons(events, run_date="2026-03-28", lengths=[7, 14, 28],
+                                      test_event_types=("purchase",))
+        persons = lambda: per_person_cuts(events, test_event_types=("purchase",), share=0.2, min_items=5,  # noqa: E731
+                                          max_persons=3, seed=1)[0].count()
+        return choose_holdout("auto", returning=returning, holdout_days=7, max_stretch=2, min_test_persons=3,
+                              per_person_persons=persons)
+
+    # four raters, each rating 6 movies on one day, weeks apart: nobody comes back
+    one_day = [(f"p{n}", f"m{i}", "purchase", f"2026-03-{1 + 7 * n:02d} 10:00:00", "DE", "ios")
+               for n in range(4) for i in range(6)]
+    kind, reason = choose(one_day)
+    assert kind == "per_person" and "leave-last-out for 3 persons" in reason  # 4 could be: a sample of at most 3
+    # four shoppers who bought early in the month and come back in its last week
+    returning = [(f"p{n}", "a", "purchase", "2026-03-01 10:00:00", "DE", "ios") for n in range(4)]
+    returning += [(f"p{n}", "b", "purchase", "2026-03-25 10:00:00", "DE", "ios") for n in range(4)]
+    kind, reason = choose(returning)
+    assert kind == "temporal" and reason.startswith("auto: 4 persons")

@@ -1,8 +1,9 @@
-"""The gate's temporal holdout, read once per date, and how a model's settings score on it.
+"""The gate's holdout, read once per date, and how a model's settings score on it.
 
-The interactions stage splits each night at `holdout_test_start` (train before it, test from it to D); this
-module reads that split, the catalog and the persons, draws the seeded sample of test persons, and scores
-recommendation lists against what they then put in the cart or bought. Shared by the gate stage, `recs tune`
+The interactions stage splits each night, temporally at `holdout_test_start` (train before it, test from it to D)
+or, where few persons come back, per person (`jobs.evaluation.person_split`); this module reads that split, the
+catalog and the persons, draws the seeded sample of test persons, and scores recommendation lists against what
+they then put in the cart or bought. Shared by the gate stage, `recs tune`
 and the benchmarks.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from jobs.decay import weights_for
 from jobs.evaluation.baselines import popularity_recs, segment_popularity_recs
 from jobs.evaluation.metrics import evaluate_all
+from jobs.evaluation.person_split import PER_PERSON, TEMPORAL
 from jobs.evaluation.splits import holdout_test_start
 from jobs.models.mf import InteractionMatrix, MFModel
 from jobs.segments import known_context_keys
@@ -39,7 +41,9 @@ class Holdout:
     run_date : str
         The night D.
     cutoff : pandas.Timestamp
-        Start (UTC) of `holdout_test_start(D, holdout_days)`: train is before it, test on or after it.
+        temporal: start (UTC) of `holdout_test_start(D, holdout_days)`: train is before it, test on or after it.
+        per_person: the end of D (every train event is before it; each held-out person's own cut day is in the
+        `holdout_cuts` dataset): "recent" popularity windows then end with D, as tonight's fallback lists would.
     train : pandas.DataFrame
         Holdout train interactions: person_id, item_id, purchased, last_time.
     matrix : InteractionMatrix
@@ -62,6 +66,8 @@ class Holdout:
         The half-life `matrix` is weighted with; `matrix_for` gives another (built once, then cached).
     pair_weights : pyarrow.Table
         The train pairs with `weight` and `weights` (every half-life of the grid), for `matrix_for`.
+    kind : str
+        `temporal` or `per_person` (`jobs.evaluation.person_split`); `reason` says why it was chosen.
     """
 
     run_date: str
@@ -78,6 +84,8 @@ class Holdout:
     half_life_days: float = 0.0
     pair_weights: object = None
     matrices: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    kind: str = TEMPORAL
+    reason: str = ""
 
     def matrix_for(self, half_life_days: float) -> InteractionMatrix:
         """The train confidences under `half_life_days` (`jobs.decay.weights_for`), built the first time a
@@ -102,11 +110,11 @@ def _require_not_null(table, columns: list[str], *, what: str) -> None:
 
 def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_persons: int,
                  segment_dimensions: tuple[str, ...], seed: int, half_life_days: float) -> Holdout:
-    """Reads D's temporal holdout, catalog and persons, and draws the seeded sample of test persons.
+    """Reads D's holdout, catalog and persons, and draws the seeded sample of test persons.
 
-    `matrix` is weighted with `half_life_days` (the night's `interactions.half_life_days`). `holdout_days` is
-    the configured length; the length the interactions stage cut (it widens a holdout with too few test
-    persons, `holdout/dt=D/holdout.json`) wins when recorded.
+    `matrix` is weighted with `half_life_days` (the night's `interactions.half_life_days`). Which holdout was cut
+    (temporal or per_person) and why is in `holdout/dt=D/holdout.json`. `holdout_days` is the configured length;
+    the length the interactions stage cut (it widens a holdout with too few test persons) wins when recorded.
 
     Raises
     ------
@@ -121,8 +129,12 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
                 f"no temporal holdout for {run_date} at {part.path(run_date)}: the interactions stage writes it "
                 f"when gate.enabled is true. Run the nightly run (`recs run --date {run_date}`) or its "
                 f"interactions stage for that date first.")
-    info = data.holdout_info.read(run_date)
-    holdout_days = int(info["holdout_days"]) if info else holdout_days
+    info = data.holdout_info.read(run_date) or {}
+    kind, reason = info.get("holdout", TEMPORAL), info.get("holdout_reason", "")
+    if kind == PER_PERSON:
+        holdout_days = None
+    elif info.get("holdout_days") is not None:
+        holdout_days = int(info["holdout_days"])
     train_t = data.holdout_train.read_arrow(run_date)
     _require_not_null(train_t, ["person_id", "item_id", "weight"], what=f"holdout train of {run_date}")
     test_t = data.holdout_test.read_arrow(run_date, ["person_id", "item_id"])
@@ -163,8 +175,12 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
     context = persons.set_index("person_id").reindex(matrix.person_ids).reset_index(drop=True)
     segments = pd.DataFrame({"person_id": matrix.person_ids, "segment": known_context_keys(context, present)})
 
-    cutoff = pd.Timestamp(holdout_test_start(run_date, holdout_days).isoformat(), tz="UTC")
-    counts = {"holdout_days": holdout_days, "train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
+    if kind == PER_PERSON:  # the end of D: every train event is before it
+        cutoff = pd.Timestamp(run_date, tz="UTC") + pd.Timedelta(days=1)
+    else:
+        cutoff = pd.Timestamp(holdout_test_start(run_date, holdout_days).isoformat(), tz="UTC")
+    counts = {"holdout": kind, "holdout_reason": reason, "holdout_days": holdout_days,
+              "train_pairs": int(train_t.num_rows), "train_persons": len(matrix.person_ids),
               "train_items": len(matrix.item_ids), "test_pairs": int(test_t.num_rows),
               "test_persons": len(test_persons), "test_persons_without_history": n_cold,
               "evaluated_persons": len(warm), "evaluated_test_pairs": len(test),
@@ -172,7 +188,8 @@ def load_holdout(data: Datasets, run_date: str, *, holdout_days: int, max_test_p
     weight_columns = [c for c in ("person_id", "item_id", "weight", "weights") if c in train_t.column_names]
     return Holdout(run_date=run_date, cutoff=cutoff, train=train, matrix=matrix, persons=warm, test=test,
                    bought=bought, available_items=available, item_categories=item_categories, segments=segments,
-                   counts=counts, half_life_days=float(half_life_days), pair_weights=train_t.select(weight_columns))
+                   counts=counts, half_life_days=float(half_life_days), pair_weights=train_t.select(weight_columns),
+                   kind=kind, reason=reason)
 
 
 def model_recs(holdout: Holdout, settings, *, seed: int, k: int, index_settings=None,
@@ -194,7 +211,8 @@ def model_recs(holdout: Holdout, settings, *, seed: int, k: int, index_settings=
 
 def baseline_recs(holdout: Holdout, *, k: int, windows_days: tuple[int, ...] = ()) -> dict[str, pd.DataFrame]:
     """The popularity baselines for the evaluated persons, with the model's exclusions: `popularity_global`,
-    `popularity_recent_<N>d` for each N of `windows_days` (the N days before the cutoff), `popularity_segment`.
+    `popularity_recent_<N>d` for each N of `windows_days` (the N days before the cutoff: for a per-person holdout
+    the last N days to D), `popularity_segment`.
 
     Popularity is counted on available items only (an item's count does not depend on the others, so this
     equals filtering the ranked list), as distinct persons per item in the holdout train.

@@ -21,6 +21,10 @@ are Spark aggregations over the events and the holdout train, as in the rank sta
 pipeline (the Spark inputs, fitted models, candidates, segment popularity per window) is built once per holdout and
 reused.
 
+A per-person holdout (`jobs.evaluation.person_split`) has no common cutoff: its train runs to D, so the lists are
+rebuilt as of D, and the held-out persons' held-out events are left out of the events popularity is counted on
+(as they are out of the train).
+
 What differs from the real night, by necessity: the purchases before the cutoff come from the holdout train
 (`purchased`, `last_time`), which does not know returns (a returned purchase is not `purchased` there, so it is not
 excluded); the persons' context (country, device) is their latest as of D; A/B arms are not replayed (the
@@ -40,7 +44,9 @@ from pyspark.sql import functions as F
 from jobs.config import ConfigError, RecsConfig
 from jobs.evaluation.holdout import Holdout
 from jobs.evaluation.holdout_model import holdout_model
+from jobs.evaluation.person_split import PER_PERSON, outside_holdout
 from jobs.exclusions import excluded_pairs
+from jobs.identity import attribute_events, load_state_nodes
 from jobs.models.als import Factors
 from jobs.models.content import content_items
 from jobs.models.mf import MFModel
@@ -68,6 +74,7 @@ class HoldoutSources:
     holdout: Holdout
     last_train_day: str
     events: DataFrame      # validated events of the window ending the day before the cutoff, flagged ids left out
+                           # (and, for a per-person holdout, its held-out events)
     catalog: DataFrame     # D's validated catalog (Spark)
     catalog_arrow: object  # the same for the cold items' vectors (item_id, is_available, category_path, brand)
     train: DataFrame       # the holdout train (Spark): item popularity for the ranker's features
@@ -82,13 +89,20 @@ def holdout_sources(spark, data: Datasets, holdout: Holdout, cfg: RecsConfig) ->
     run_date = holdout.run_date
     last_train_day = (holdout.cutoff - pd.Timedelta(days=1)).date().isoformat()
     dims = tuple(cfg.segments.dimensions)
+    per_person = holdout.kind == PER_PERSON
     events = data.window_events(spark, last_train_day, cfg.window_days,
-                                columns=["event_type", "item_id", "user_id", "anonymous_id", "event_time", *dims])
+                                columns=["event_type", "item_id", "user_id", "anonymous_id", "event_time", *dims,
+                                         *(["session_id"] if per_person else [])])
     # window days end before the cutoff; the filter also holds for events whose day partition and time disagree
     cutoff = F.to_timestamp(F.lit(f"{holdout.cutoff.date().isoformat()} 00:00:00"))  # the session's zone is UTC
     events = events.where(F.col("event_time") < cutoff)
     if data.flagged_ids.exists(run_date):
         events = without_ids(events, data.flagged_ids.read_spark(spark, run_date))
+    if per_person:  # the held-out persons' later events are their test: kept out of popularity as out of train
+        columns = events.columns
+        attributed = attribute_events(events, load_state_nodes(spark, data.layout, run_date))
+        events = outside_holdout(attributed, data.holdout_cuts.read_spark(spark, run_date),
+                                 data.holdout_test.read_spark(spark, run_date)).select(*columns).drop("session_id")
     sample = pd.DataFrame({"person_id": pd.Series(holdout.persons, dtype="object")})
     sampled = spark.createDataFrame(sample, "person_id string")
     persons = (sampled.join(data.persons.read_spark(spark, run_date).select("person_id", *dims), "person_id", "left")

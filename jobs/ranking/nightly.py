@@ -3,7 +3,8 @@ serves re-rank tonight's candidates with it (business terms and diversity after 
 
 Training data without leakage: the candidates are those of the night's holdout model (ALS fitted on the holdout's
 train part, the interactions before its cutoff, with the night's settings; fitted once a night by the gate or by
-this stage, whichever runs first, `jobs.evaluation.holdout_model`), for a seeded sample of up to `rank.ranker.max_train_persons`
+this stage, whichever runs first, `jobs.evaluation.holdout_model`), for a seeded sample of up to
+`rank.ranker.max_train_persons`
 holdout persons; their features come from those pre-cutoff interactions only (as of the cutoff), and their labels
 from what each person did from the cutoff on (`features.GRADES`). The sample's feature table is the only thing
 collected to the driver.
@@ -39,6 +40,8 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
                                half_life_days=cfg.interactions.half_life_days)
     except HoldoutMissingError as e:
         return None, f"no temporal holdout to train on ({e})"
+    if holdout.kind != "temporal":  # features are computed as of one cutoff; a per-person holdout has one per person
+        return None, f"tonight's holdout is {holdout.kind}, not temporal ({holdout.reason}): no leak-free training rows"
     if len(holdout.persons) == 0 or holdout.matrix.nnz == 0:
         return None, "the holdout has no person with history before the cutoff and activity after it"
     # the night's holdout ALS: the gate fitted and saved it when it ran first (jobs/evaluation/holdout_model.py)

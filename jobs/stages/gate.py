@@ -1,7 +1,9 @@
 """Stage 6 of 9, gate: nothing worse than popularity, or much worse than the live lists, reaches the storefront.
 
-The gate judges the lists that would be published, not the model alone, on one holdout: the temporal holdout the
-interactions stage wrote (train = everything before the cutoff). For a seeded sample of test persons it rebuilds
+The gate judges the lists that would be published, not the model alone, on one holdout: the one the interactions
+stage wrote, temporal (train = everything before the cutoff) or, where few persons come back, per person
+(`jobs.evaluation.person_split`: each sampled person's last items held out; lists rebuilt as of D); the report
+says which and why (`holdout.holdout`, `holdout.holdout_reason`). For a seeded sample of test persons it rebuilds
 (`jobs.evaluation.night_lists`) what the nightly run would publish, as of the cutoff:
 
 - `model`: tonight's pipeline: ALS with the night's settings on the holdout train, the night's retrieval
@@ -266,6 +268,7 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
         log.warning("gate %s: %s", run_date, w)
     summary = {"verdict": decision["verdict"], "rule": decision["rule"], "report": report_path,
                "model_version": meta.get("model_version"), "evaluated_persons": n_eval,
+               "holdout": holdout.kind, "holdout_reason": holdout.reason,
                "ndcg_at_k": (metrics.get(MODEL) or {}).get("ndcg_at_k"),
                "best_baseline_ndcg_at_k": max((m["ndcg_at_k"] for m in baselines.values()), default=None),
                "fallback": decision.get("fallback"),

@@ -1,4 +1,4 @@
-"""Stage 4 of 9, tune: the night chooses its model settings on the gate's temporal holdout, within a budget.
+"""Stage 4 of 9, tune: the night chooses its model settings on the gate's holdout, within a budget.
 
 Tuned: `als.factors`, `als.iterations`, `als.regularization`, `als.alpha` and `interactions.half_life_days`
 (among `jobs.decay.HALF_LIFE_GRID_DAYS`, whose weights the interactions stage already wrote), then, on wide and
@@ -118,5 +118,6 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     log.info("tune %s (%s, %d trials in %.0f s): %s", run_date, mode, len(trials), search_seconds, reason)
     return {"mode": mode, "adopted": adopted, "changes": changes, "settings": settings,
             "figures": chosen["figures"], "reason": reason, "trials": len(trials),
-            "rank_weight_trials": len(rank.get("trials", [])), "test_persons": n_persons, "budget_seconds": budget,
+            "rank_weight_trials": len(rank.get("trials", [])), "test_persons": n_persons,
+            "holdout": holdout.kind, "holdout_reason": holdout.reason, "budget_seconds": budget,
             "search_seconds": round(search_seconds, 1), "seconds": seconds}

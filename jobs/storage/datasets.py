@@ -16,6 +16,7 @@ dataset, the date and the path.
 | purchases            | interactions | retrieve, rank, publish (`jobs.exclusions`) | purchases   |
 | flagged ids          | interactions | rank                            | flagged_ids             |
 | holdout train / test | interactions | gate, tune, `recs tune`         | interactions / pairs    |
+| holdout cuts         | interactions | gate, tune, `recs tune` (per_person) | holdout_cuts       |
 | holdout info         | interactions | gate, tune, `recs tune`         | holdout_info (JSON)     |
 | holdout model        | gate or rank (the first to need it) | the other             | factors + model.json    |
 | model                | train        | gate, retrieve, rank            | factors + model.json    |
@@ -281,6 +282,8 @@ class Datasets:
         self.flagged_ids = declare("flagged ids", lambda lay, ds: lay.partition("flagged_ids", ds), "flagged_ids")
         self.holdout_train = declare("holdout train", lambda lay, ds: lay.holdout(ds, "train"), "interactions")
         self.holdout_test = declare("holdout test", lambda lay, ds: lay.holdout(ds, "test"), "pairs")
+        # a per-person holdout's cut per held-out person (jobs/evaluation/person_split.py)
+        self.holdout_cuts = declare("holdout cuts", lambda lay, ds: lay.holdout(ds, "cuts"), "holdout_cuts")
         self.holdout_info = JsonDocument("holdout info", layout, lambda lay, ds: lay.holdout(ds, "holdout.json"),
                                          "holdout_info")
         self.candidates = declare("candidates", Layout.candidates, "candidates")
