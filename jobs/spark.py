@@ -32,6 +32,9 @@ def spark_session(spark_cfg: SparkConfig, app_name: str = "recs"):
                .config("spark.sql.adaptive.enabled", "true")
                # the identity state and the catalog (tens of MB) join millions of events: broadcast them
                .config("spark.sql.autoBroadcastJoinThreshold", str(64 * 1024 * 1024))
+               # ...judged on their size in memory, not on disk: Parquet files of sorted ids compress ~10x, and a
+               # 39 MB candidates file (100k persons x 50) planned as a broadcast did not fit a 3g driver's hash map
+               .config("spark.sql.sources.fileCompressionFactor", "8")
                .config("spark.driver.extraJavaOptions", java_opts)
                .config("spark.executor.extraJavaOptions", java_opts))
     session = builder.getOrCreate()
