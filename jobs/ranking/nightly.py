@@ -87,8 +87,12 @@ def learned_candidates(spark: SparkSession, cfg: RecsConfig, run_date: str, cand
                 next_day = (dt.date.fromisoformat(run_date) + dt.timedelta(days=1)).isoformat()
                 features = candidate_features(candidates, interactions, catalog, persons, as_of=next_day,
                                               segment_dimensions=tuple(cfg.segments.dimensions))
-                candidates = rerank_spark(features, model=result.model, business=cfg.rank.business,
-                                          diversity=cfg.rank.diversity, spark=spark)
+                ranked = rerank_spark(features, model=result.model, business=cfg.rank.business,
+                                      diversity=cfg.rank.diversity, spark=spark)
+                # written once: the lists read the candidates several times (score ranges, exposure cap), and
+                # each read of the plan would compute every feature and score every person again
+                data.ranked_candidates.write_spark(ranked, run_date)
+                candidates = data.ranked_candidates.read_spark(spark, run_date)
     (log.info if report["serves"] else log.warning)("ranker for %s: %s", run_date, report["reason"])
     report["path"] = data.write_report(run_date, REPORT, report)
     return candidates, report

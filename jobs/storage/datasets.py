@@ -23,6 +23,7 @@ dataset, the date and the path.
 | item index (model/index) | retrieve | retrieve's executors            | ScaNN files + index.json |
 | candidates           | retrieve     | rank                            | candidates              |
 | previous candidates  | retrieve     | rank (an arm serving `previous`) | candidates             |
+| ranked candidates    | rank (the ranker) | rank (the lists)           | candidates              |
 | segment lists        | rank         | (reports)                       | segments                |
 | staged lists         | rank         | publish                         | recommendations         |
 | published lists      | publish      | serving export                  | recommendations         |
@@ -290,6 +291,7 @@ class Datasets:
         # the last published model's candidates for the persons of an A/B arm that serves it (jobs/experiments.py)
         self.previous_candidates = declare("previous candidates",
                                            lambda lay, ds: lay.partition("candidates_previous", ds), "candidates")
+        self.ranked_candidates = declare("ranked candidates", Layout.ranked_candidates, "candidates")
         self.segment_lists = declare("segment lists", Layout.segments, "segments")
         self.staged_lists = declare("staged lists", Layout.staged_recommendations, "recommendations")
         self.published_lists = declare("published lists", Layout.recommendations, "recommendations")

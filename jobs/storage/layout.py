@@ -67,6 +67,11 @@ class Layout:
         """Ranked lists waiting for the output checks and the model gate before publish."""
         return self._p("staging", "recommendations", f"dt={ds}")
 
+    def ranked_candidates(self, ds: str) -> str:
+        """Candidates re-scored by the learned ranker, written once so the list building reads them, not the
+        ranker's whole plan again for every branch that uses them."""
+        return self._p("staging", "ranked_candidates", f"dt={ds}")
+
     def holdout(self, ds: str, part: str) -> str:
         """Temporal holdout for the model gate: part `train` (interactions before the cutoff) or `test`."""
         return self._p("holdout", f"dt={ds}", part)
