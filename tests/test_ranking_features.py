@@ -101,8 +101,9 @@ def test_category_item_score_weighs_the_persons_category_taste_by_the_items_shar
          ("p3", "a", 1.0, _ts("2026-03-05")), ("p3", "b", 1.0, _ts("2026-03-05")), ("p4", "b", 1.0, _ts("2026-03-06")),
          ("p5", "b", 1.0, _ts("2026-03-06"))], T)
     catalog = _catalog(spark, True).unionByName(spark.createDataFrame(
-        [("a2", "Women > Shoes", 30.0, "acme", _ts("2026-01-01"), 0.3, 2)], _catalog(spark, True).schema))
-    candidates = spark.createDataFrame([("p1", "a2", 1.0), ("p1", "b", 1.0), ("p1", "a", 1.0),
+        [("a2", "Women > Shoes", 30.0, "acme", _ts("2026-01-01"), 0.3, 2),
+         ("a3", "Men > Shoes", 30.0, "acme", _ts("2026-01-01"), 0.3, 2)], _catalog(spark, True).schema))
+    candidates = spark.createDataFrame([("p1", "a2", 1.0), ("p1", "b", 1.0), ("p1", "a", 1.0), ("p1", "a3", 1.0),
                                         ("p9", "a2", 1.0), ("p9", "b", 1.0)],
                                        "person_id string, item_id string, score double")
     persons = spark.createDataFrame([("p1", "DE")], "person_id string, country string")
@@ -118,3 +119,8 @@ def test_category_item_score_weighs_the_persons_category_taste_by_the_items_shar
     assert out[("p1", "a")]["item_seen"] == pytest.approx(1.7918, abs=1e-4)  # log(1 + 5)
     assert out[("p1", "a")]["days_since_item"] == pytest.approx(4.5)
     assert out[("p1", "b")]["item_seen"] == 0.0 and out[("p1", "b")]["days_since_item"] is None
+    # a category is its whole path: p1's shoes are women's, so men's shoes are no taste of theirs
+    assert out[("p1", "a3")]["category_affinity"] == 0.0 and out[("p1", "a2")]["category_affinity"] == 1.0
+    # all of p1's weight is in Women; one brand is all of Women's weight, so p1 favours it no more than anyone
+    assert out[("p1", "b")]["category_top_affinity"] == 1.0 and out[("p1", "a3")]["category_top_affinity"] == 0.0
+    assert out[("p1", "b")]["brand_lift"] == pytest.approx(0.0, abs=1e-9)

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.segments import key_column
-from schemas.vocabulary import leaf_category_column
+from schemas.vocabulary import CATEGORY_SEPARATOR, leaf_category_column
 
 # What a person did with a candidate after the cut, as a relevance grade (0: no reaction, a negative).
 GRADES: dict[str, int] = {"purchase": 3, "add_to_cart": 2, "product_view": 1, "rec_click": 1}
@@ -28,6 +28,7 @@ FEATURES: tuple[str, ...] = (
     "category_affinity", "brand_affinity", "days_since_category",
     "person_items", "person_weight", "cooccurrence",
     "item_seen", "days_since_item", "item_category_share", "category_item_score",
+    "category_top_affinity", "brand_lift",
 )
 
 # How many "average persons' worth" of the population's category shares a person's own category weights are
@@ -36,6 +37,7 @@ FEATURES: tuple[str, ...] = (
 CATEGORY_PRIOR_SHARE = 0.25
 
 SECONDS_PER_DAY = 86400.0
+
 
 
 def graded_labels(events: DataFrame) -> DataFrame:
@@ -90,9 +92,13 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
         How many of each person's latest items co-occurrence is counted over.
     """
     as_of_end = F.to_timestamp(F.lit(f"{as_of} 00:00:00"))
+    path = F.transform(F.split(F.col("category_path"), CATEGORY_SEPARATOR), lambda part: F.trim(part))
     items = catalog.select(
         "item_id",
         leaf_category_column(F.col("category_path")).alias("category"),
+        # a category is its whole path: `Women > Shoes > Sneakers` and `Men > Shoes > Sneakers` are two
+        F.array_join(path, CATEGORY_SEPARATOR).alias("category_key"),
+        F.element_at(path, 1).alias("category_top"),
         _column_or_null(catalog, "brand", "string").alias("brand"),
         F.log(_column_or_null(catalog, "price", "double")).alias("log_price"),
         _column_or_null(catalog, "created_at", "timestamp").alias("created_at"),
@@ -100,8 +106,8 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
         _column_or_null(catalog, "stock_qty", "double").alias("stock_qty")).dropDuplicates(["item_id"])
     # price within the category: log price minus the category's median log price, so that a person's usual band
     # ("the cheap end of whatever they browse") is not confused with the price level of the categories they browse
-    medians = items.groupBy("category").agg(F.percentile_approx("log_price", 0.5).alias("category_log_price"))
-    items = (items.join(F.broadcast(medians), "category", "left")
+    medians = items.groupBy("category_key").agg(F.percentile_approx("log_price", 0.5).alias("category_log_price"))
+    items = (items.join(F.broadcast(medians), "category_key", "left")
              .withColumn("log_price", F.col("log_price") - F.col("category_log_price")).drop("category_log_price"))
     recent = (F.col("weights")[0] if "weights" in interactions.columns else F.col("weight")).cast("double")
     pairs = (interactions.select("person_id", "item_id", F.col("weight").cast("double").alias("weight"),
@@ -114,18 +120,15 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
                                        F.sum("weight").alias("item_weight"))
 
     # the item's share of its category's traffic, per day it was listed in the data's period (an item listed
-    # last week is not a tenth as popular as one listed all period), and each category's share of all weight
+    # last week is not a tenth as popular as one listed all period)
     start = pairs.agg(F.min("last_time").alias("period_start"))
     listed_from = F.greatest(F.coalesce(F.col("created_at"), F.col("period_start")), F.col("period_start"))
-    rates = (items.select("item_id", "category", "created_at").join(pop.select("item_id", "item_weight"), "item_id")
+    rates = (items.select("item_id", "category_key", "created_at").join(pop.select("item_id", "item_weight"), "item_id")
              .crossJoin(F.broadcast(start))
              .withColumn("item_rate", F.col("item_weight")
                          / F.greatest(F.lit(1.0), _days_before(as_of_end, listed_from))))
-    category_rates = rates.groupBy("category").agg(F.sum("item_rate").alias("category_rate"),
-                                                   F.sum("item_weight").alias("category_weight"))
-    category_share = category_rates.crossJoin(F.broadcast(pairs.agg(F.sum("weight").alias("all_weight")))).select(
-        "category", "category_rate", (F.col("category_weight") / F.col("all_weight")).alias("category_share"))
-    item_share = (rates.join(category_share, "category")
+    category_rates = rates.groupBy("category_key").agg(F.sum("item_rate").alias("category_rate"))
+    item_share = (rates.join(category_rates, "category_key")
                   .select("item_id", F.log((F.col("item_rate") + F.lit(1e-6))
                                            / (F.col("category_rate") + F.lit(1e-6))).alias("item_category_share")))
     person_cols = [F.col(d) if d in persons.columns else F.lit(None).cast("string").alias(d)
@@ -138,12 +141,21 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
     profile = pairs.groupBy("person_id").agg(
         F.log1p(F.count("*")).alias("person_items"), F.sum("weight").alias("total_weight"),
         F.avg("log_price").alias("band_mean"), F.stddev_pop("log_price").alias("band_std"))
-    cat_aff = pairs.groupBy("person_id", "category").agg(F.sum("weight").alias("cat_weight"),
+    cat_aff = pairs.groupBy("person_id", "category_key").agg(F.sum("weight").alias("cat_weight"),
                                                          F.max("last_time").alias("cat_last"))
     brand_aff = (pairs.where(F.col("brand").isNotNull())
                  .groupBy("person_id", "brand").agg(F.sum("weight").alias("brand_weight")))
     prior = profile.agg((F.lit(CATEGORY_PRIOR_SHARE) * F.percentile_approx("total_weight", 0.5))
-                        .alias("category_prior"))
+                        .alias("category_prior")).crossJoin(pairs.agg(F.sum("weight").alias("all_weight")))
+    # everyone's weight on each category and top-level category, the person's on each top-level category, and
+    # on each brand inside one (the brand's lift)
+    top_person = pairs.groupBy("person_id", "category_top").agg(F.sum("weight").alias("category_top_person"))
+    top_all = pairs.groupBy("category_top").agg(F.sum("weight").alias("category_top_all"))
+    category_all = pairs.groupBy("category_key").agg(F.sum("weight").alias("category_key_all"))
+    top_brand = pairs.where(F.col("brand").isNotNull())
+    top_brand_person = top_brand.groupBy("person_id", "category_top", "brand").agg(
+        F.sum("weight").alias("top_brand_person"))
+    top_brand_all = top_brand.groupBy("category_top", "brand").agg(F.sum("weight").alias("top_brand_all"))
     seen = pairs.select("person_id", "item_id", F.col("weight").alias("seen_weight"),
                         F.col("last_time").alias("seen_last"))
 
@@ -181,19 +193,30 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
            .join(segment_of, "person_id", "left")
            .join(seg_pop, ["segment", "item_id"], "left")
            .join(profile, "person_id", "left")
-           .join(cat_aff, ["person_id", "category"], "left")
+           .join(cat_aff, ["person_id", "category_key"], "left")
            .join(brand_aff, ["person_id", "brand"], "left")
            .join(cooc, ["person_id", "item_id"], "left")
            .join(seen, ["person_id", "item_id"], "left")
            .join(item_share, "item_id", "left")
-           .join(F.broadcast(category_share.select("category", "category_share")), "category", "left")
+           .join(top_person, ["person_id", "category_top"], "left")
+           .join(F.broadcast(top_all), "category_top", "left")
+           .join(F.broadcast(category_all), "category_key", "left")
+           .join(top_brand_person, ["person_id", "category_top", "brand"], "left")
+           .join(F.broadcast(top_brand_all), ["category_top", "brand"], "left")
            .crossJoin(F.broadcast(prior)))
     # P(category | person), the person's weights smoothed towards everyone's (`CATEGORY_PRIOR_SHARE`), times
-    # P(item | category): the two-step choice "which category, then which item in it", on a log scale
+    # P(item | category): the two-step choice "which category, then which item in it", on a log scale. (Smoothing
+    # down the path, a leaf towards the person's share of its top-level category, ordered worse on the synthetic
+    # shop: a shopper's few leaves of a top-level category do not make its other leaves likely.)
+    m = F.coalesce(F.col("category_prior"), F.lit(0.0))
     category_prob = F.log((F.coalesce(F.col("cat_weight"), F.lit(0.0))
-                           + F.coalesce(F.col("category_prior"), F.lit(0.0)) * F.col("category_share"))
-                          / (F.coalesce(F.col("total_weight"), F.lit(0.0))
-                             + F.coalesce(F.col("category_prior"), F.lit(0.0))))
+                           + m * F.col("category_key_all") / F.col("all_weight"))
+                          / (F.coalesce(F.col("total_weight"), F.lit(0.0)) + m))
+    # the person's share of the brand within the item's top-level category over everyone's share there
+    # (smoothed alike): a brand the person favours, not a big brand of the categories they browse
+    brand_share_all = F.col("top_brand_all") / F.col("category_top_all")
+    brand_lift = F.log((F.coalesce(F.col("top_brand_person"), F.lit(0.0)) + m * brand_share_all)
+                       / ((F.coalesce(F.col("category_top_person"), F.lit(0.0)) + m) * brand_share_all))
     weight_share = F.when(F.col("total_weight") > 0, F.lit(1.0) / F.col("total_weight"))
     return (out
             .withColumn("item_popularity", F.coalesce("item_popularity", F.lit(0.0)))
@@ -211,6 +234,9 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
             .withColumn("item_seen", F.log1p(F.coalesce(F.col("seen_weight"), F.lit(0.0))))
             .withColumn("days_since_item", _days_before(as_of_end, F.col("seen_last")))
             .withColumn("category_item_score", category_prob + F.col("item_category_share"))
+            .withColumn("category_top_affinity", F.coalesce(F.col("category_top_person") * weight_share,
+                                                            F.lit(0.0)))
+            .withColumn("brand_lift", brand_lift)
             .select(*candidates.columns, "category", "margin_rate", "stock_qty",
                     *[F.col(f).cast("double").alias(f) for f in FEATURES]))
 
