@@ -67,7 +67,8 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
         examples = per_person_training_examples(
             candidates, events_of_last((dt.date.fromisoformat(run_date) - span["first"]).days + 1), cuts=cuts,
             held=data.holdout_test.read_spark(spark, run_date), as_of=as_of, **inputs)
-        cut_info = {"holdout": PER_PERSON, "cut_days": [span["first"].isoformat(), span["last"].isoformat()],
+        first, last = span["first"].isoformat(), span["last"].isoformat()
+        cut_info = {"holdout": PER_PERSON, "cutoff": f"per person, {first} to {last}", "cut_days": [first, last],
                     "features_as_of": "the end of each person's cut day (item-level figures: the end of D)"}
     else:
         cut_day = holdout.cutoff.date().isoformat()
@@ -95,7 +96,8 @@ def learned_candidates(spark: SparkSession, cfg: RecsConfig, run_date: str, cand
             report["reason"] = f"{info}: tonight falls back to the retrieval order (blend)"
         else:
             result: RankerResult = train_ranker(frame, ranker, seed=cfg.seed, business=cfg.rank.business,
-                                                diversity=cfg.rank.diversity)
+                                                diversity=cfg.rank.diversity,
+                                                beyond_noise=info["holdout"] == PER_PERSON)
             report.update(training=info, serves=result.serves, reason=result.reason, counts=result.counts,
                           validation=result.validation, importances=result.importances)
             if result.serves:
