@@ -154,7 +154,7 @@ class FiltersConfig:
 
 @dataclass(frozen=True)
 class RankerConfig:
-    """The learned ranker (jobs/ranking/ltr.py): trained each night on the temporal holdout, served only when it
+    """The learned ranker (jobs/ranking/ltr.py): trained each night on the night's holdout, served only when it
     beats the retrieval order on its validation persons by `min_gain` (relative NDCG@k)."""
     enabled: bool
     max_train_persons: int

@@ -1,9 +1,13 @@
 import datetime as dt
+import math
 
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ranking.features import FEATURES, candidate_features, graded_labels, training_examples
+from jobs.evaluation.person_split import per_person_cuts
+from jobs.ranking.features import (FEATURES, candidate_features, graded_labels, per_person_training_examples,
+                                   training_examples)
+from jobs.stages.interactions import per_person_split
 
 pytestmark = pytest.mark.spark
 
@@ -52,6 +56,42 @@ def test_training_examples_label_after_the_cut_and_feature_before_it(spark):
     assert out["b"]["retrieval_rank"] == 1.0 and out["c"]["retrieval_rank"] == 2.0
     assert out["b"]["category_affinity"] == 0.0      # p1 knew only Shoes before the cut
     assert out["b"]["days_since_category"] is None
+
+
+def test_per_person_holdout_gives_training_rows_with_nothing_after_each_persons_cut(spark):
+    # p1 bought a, b, c, then d (03-08) and e (03-09): the last two are held out, cut day 03-08; on 03-09 p1 also
+    # put c in the cart again and viewed g. p2 (too few items to be held out) buys d after p1's cut.
+    E = "person_id string, item_id string, event_type string, event_time timestamp"
+    events = spark.createDataFrame(
+        [("p1", "a", "purchase", _ts("2026-03-01")), ("p1", "b", "purchase", _ts("2026-03-02")),
+         ("p1", "c", "purchase", _ts("2026-03-03")), ("p1", "d", "purchase", _ts("2026-03-08")),
+         ("p1", "e", "purchase", _ts("2026-03-09")), ("p1", "c", "add_to_cart", _ts("2026-03-09")),
+         ("p1", "g", "product_view", _ts("2026-03-09")),
+         ("p2", "a", "purchase", _ts("2026-03-02")), ("p2", "d", "purchase", _ts("2026-03-10"))], E)
+    cuts, held = per_person_cuts(events, test_event_types=("purchase", "add_to_cart"), share=0.4, min_items=4,
+                                 max_persons=10, seed=1)
+    assert [(r["person_id"], r["cut_day"].isoformat()) for r in cuts.collect()] == [("p1", "2026-03-08")]
+    train, test = per_person_split(events, cuts, held, run_date="2026-03-10", max_weight=100.0,
+                                   event_weights={"purchase": 10.0, "add_to_cart": 4.0, "product_view": 1.0},
+                                   half_life_days=30.0)
+    catalog = spark.createDataFrame([(i, "Films > Drama", 10.0, _ts("2026-01-01")) for i in "abcdeg"],
+                                    "item_id string, category_path string, price double, created_at timestamp")
+    candidates = spark.createDataFrame([("p1", "d", 3.0), ("p1", "c", 2.0), ("p1", "g", 1.0), ("p2", "b", 1.0)],
+                                       "person_id string, item_id string, score double")
+    persons = spark.createDataFrame([("p1", "DE"), ("p2", "DE")], "person_id string, country string")
+    out = {(r["person_id"], r["item_id"]): r for r in per_person_training_examples(
+        candidates, events, train, catalog, persons, cuts=cuts, held=test, as_of="2026-03-11",
+        segment_dimensions=("country",)).collect()}
+    assert set(out) == {("p1", "d"), ("p1", "c"), ("p1", "g")}  # held-out persons only
+    # labels: what the split held out of p1 (d, and e), and p1's reactions after the cut day
+    assert out[("p1", "d")]["label"] == 3 and out[("p1", "g")]["label"] == 1
+    # features: p1's own history ends with the cut day, and recencies count from its end (03-09 00:00)
+    c = out[("p1", "c")]
+    assert c["person_items"] == pytest.approx(math.log1p(3))           # a, b, c: not d, e, g
+    assert 0.0 < c["item_seen"] < math.log1p(10.0)                      # the purchase, decayed; no cart on top
+    assert c["days_since_item"] == pytest.approx(5.5)                  # the purchase on 03-03, not the cart on 03-09
+    assert c["days_since_category"] == pytest.approx(5.5) and c["item_age_days"] == pytest.approx(66.5)
+    assert out[("p1", "g")]["item_seen"] == 0.0 and out[("p1", "g")]["days_since_item"] is None
 
 
 def test_features_without_brand_or_price_columns_are_null_or_zero_not_errors(spark):

@@ -54,6 +54,15 @@ def test_without_a_signal_it_falls_back_and_says_so():
     assert "falls back to the retrieval order" in result.reason
 
 
+def test_beyond_noise_a_lucky_validation_split_does_not_serve_but_a_real_signal_does():
+    noise = _planted(120, signal=False, seed=4)  # labels are noise; this split's 36 persons favour the ranker
+    assert train_ranker(noise, RANKER, seed=42).serves
+    careful = train_ranker(noise, RANKER, seed=42, beyond_noise=True)
+    assert not careful.serves and "within the noise" in careful.reason
+    assert careful.validation["paired_gain"]["lower_bound"] <= 0 < careful.validation["paired_gain"]["mean"]
+    assert train_ranker(_planted(120, signal=True), RANKER, seed=42, beyond_noise=True).serves
+
+
 def test_too_little_data_is_a_fallback_not_an_error():
     result = train_ranker(_planted(2, signal=True), RANKER, seed=1)
     assert not result.serves and "too little training data" in result.reason

@@ -107,3 +107,15 @@ def outside_holdout(events: DataFrame, cuts: DataFrame, held: DataFrame) -> Data
     keep = (F.col("cut_day").isNull() | (day < F.col("cut_day"))
             | ((day == F.col("cut_day")) & F.col("_held").isNull()))
     return marked.where(keep).drop("cut_day", "_held")
+
+
+def inside_holdout(events: DataFrame, cuts: DataFrame, held: DataFrame) -> DataFrame:
+    """The held-out persons' events that `outside_holdout` leaves out: after their cut day, and on it those on
+    held-out items (what the learned ranker is labelled with, `jobs.ranking.features`)."""
+    from pyspark.sql import functions as F
+
+    marked = (events.join(cuts.select("person_id", "cut_day"), "person_id")
+              .join(held.select("person_id", "item_id", F.lit(True).alias("_held")), ["person_id", "item_id"], "left"))
+    day = F.to_date("event_time")
+    inside = (day > F.col("cut_day")) | ((day == F.col("cut_day")) & F.col("_held").isNotNull())
+    return marked.where(inside).drop("cut_day", "_held")

@@ -2,9 +2,10 @@
 from data before it.
 
 Two callers use the same functions with a different `as_of`: training (the candidates of a model fitted on the
-temporal holdout's train part, the interactions before its cutoff, labelled with what each person did from the
-cutoff on) and scoring (tonight's candidates, the window's interactions, as of the end of the run date). Nothing
-here reads files or collects a table to the driver.
+holdout's train part, labelled with what each person did after their cut: `training_examples` for a temporal
+holdout, one cut for everyone; `per_person_training_examples` for a per-person one, a cut per person) and scoring
+(tonight's candidates, the window's interactions, as of the end of the run date). Nothing here reads files or
+collects a table to the driver.
 
 Every feature is a double; a catalog column the contract leaves optional (brand, created_at) or a person without
 the history a feature needs gives a null, never an error (LightGBM routes nulls down its own branch).
@@ -70,7 +71,7 @@ def _days_before(as_of_end, when):
 
 def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: DataFrame, persons: DataFrame, *,
                        as_of: str, segment_dimensions: tuple[str, ...], recent_items: int = 5,
-                       history_items: int = 20) -> DataFrame:
+                       history_items: int = 20, person_as_of: DataFrame | None = None) -> DataFrame:
     """`candidates` (person_id, item_id, score, any other columns kept) with every column of `FEATURES`, and the
     item's leaf `category`, `margin_rate` and `stock_qty` (null when the catalog lacks them) for the re-rank. Pure.
 
@@ -90,6 +91,11 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
         How many of the person's latest items the co-occurrence feature compares each candidate with.
     history_items : int
         How many of each person's latest items co-occurrence is counted over.
+    person_as_of : DataFrame, optional
+        person_id, as_of_time (timestamp): for these persons the person's own moment (a per-person holdout's
+        cut) that `item_age_days`, `days_since_category` and `days_since_item` count from instead of `as_of`.
+        The item-level figures (popularity, trend, category shares) stay as of `as_of`: they sum the whole
+        `interactions` table, whose timeline ends there.
     """
     as_of_end = F.to_timestamp(F.lit(f"{as_of} 00:00:00"))
     path = F.transform(F.split(F.col("category_path"), CATEGORY_SEPARATOR), lambda part: F.trim(part))
@@ -204,6 +210,11 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
            .join(top_brand_person, ["person_id", "category_top", "brand"], "left")
            .join(F.broadcast(top_brand_all), ["category_top", "brand"], "left")
            .crossJoin(F.broadcast(prior)))
+    person_end = as_of_end
+    if person_as_of is not None:
+        out = out.join(person_as_of.select("person_id", F.col("as_of_time").alias("_person_as_of")), "person_id",
+                       "left")
+        person_end = F.coalesce(F.col("_person_as_of"), as_of_end)
     # P(category | person), the person's weights smoothed towards everyone's (`CATEGORY_PRIOR_SHARE`), times
     # P(item | category): the two-step choice "which category, then which item in it", on a log scale. (Smoothing
     # down the path, a leaf towards the person's share of its top-level category, ordered worse on the synthetic
@@ -222,17 +233,17 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
             .withColumn("item_popularity", F.coalesce("item_popularity", F.lit(0.0)))
             .withColumn("item_popularity_recent", F.coalesce("item_popularity_recent", F.lit(0.0)))
             .withColumn("item_popularity_segment", F.coalesce("item_popularity_segment", F.lit(0.0)))
-            .withColumn("item_age_days", _days_before(as_of_end, F.col("created_at")))
+            .withColumn("item_age_days", _days_before(person_end, F.col("created_at")))
             .withColumn("price_vs_band", (F.col("log_price") - F.col("band_mean"))
                         / (F.coalesce(F.col("band_std"), F.lit(0.0)) + F.lit(0.25)))
             .withColumn("category_affinity", F.coalesce(F.col("cat_weight") * weight_share, F.lit(0.0)))
             .withColumn("brand_affinity", F.coalesce(F.col("brand_weight") * weight_share, F.lit(0.0)))
-            .withColumn("days_since_category", _days_before(as_of_end, F.col("cat_last")))
+            .withColumn("days_since_category", _days_before(person_end, F.col("cat_last")))
             .withColumn("person_items", F.coalesce("person_items", F.lit(0.0)))
             .withColumn("person_weight", F.log1p(F.coalesce("total_weight", F.lit(0.0))))
             .withColumn("cooccurrence", F.coalesce("cooccurrence", F.lit(0.0)))
             .withColumn("item_seen", F.log1p(F.coalesce(F.col("seen_weight"), F.lit(0.0))))
-            .withColumn("days_since_item", _days_before(as_of_end, F.col("seen_last")))
+            .withColumn("days_since_item", _days_before(person_end, F.col("seen_last")))
             .withColumn("category_item_score", category_prob + F.col("item_category_share"))
             .withColumn("category_top_affinity", F.coalesce(F.col("category_top_person") * weight_share,
                                                             F.lit(0.0)))
@@ -251,3 +262,30 @@ def training_examples(candidates: DataFrame, events: DataFrame, interactions: Da
     features = candidate_features(candidates, interactions.where(F.col("last_time") < cut), catalog, persons,
                                   as_of=cut_day, segment_dimensions=segment_dimensions)
     return labelled(features, graded_labels(events.where(F.col("event_time") >= cut)))
+
+
+def per_person_training_examples(candidates: DataFrame, events: DataFrame, interactions: DataFrame,
+                                 catalog: DataFrame, persons: DataFrame, *, cuts: DataFrame, held: DataFrame,
+                                 as_of: str, segment_dimensions: tuple[str, ...]) -> DataFrame:
+    """The ranker's training rows on a per-person holdout (`jobs.evaluation.person_split`): only the candidates
+    of held-out persons; `label` from the events the split took out of train (`inside_holdout`: after the
+    person's cut day, and on it those of held-out items). Pure.
+
+    Features as of each person's own cut: their interactions are only those that end by the end of their cut
+    day (the holdout train already holds nothing later of them; rows that do are dropped here all the same), and
+    their recencies and item ages count from the end of that day, the night that would have followed it. The
+    end of the day, not its start: the split keeps the cut day's events on items it did not hold out in train.
+    Item-level figures stay as of `as_of` (the end of the run date, D + 1): everyone else's events to D are
+    train, the global timeline the holdout's ALS is fitted on too (the per-person split's known bias).
+
+    cuts: person_id, cut_day (date). held: person_id, item_id (the held-out pairs: the holdout's test part).
+    """
+    from jobs.evaluation.person_split import inside_holdout
+
+    person_as_of = cuts.select("person_id", F.to_timestamp(F.date_add(F.col("cut_day"), 1)).alias("as_of_time"))
+    own = (interactions.join(person_as_of, "person_id", "left")
+           .where(F.col("as_of_time").isNull() | (F.col("last_time") < F.col("as_of_time"))).drop("as_of_time"))
+    mine = candidates.join(cuts.select("person_id"), "person_id", "left_semi")
+    features = candidate_features(mine, own, catalog, persons, as_of=as_of, segment_dimensions=segment_dimensions,
+                                  person_as_of=person_as_of)
+    return labelled(features, graded_labels(inside_holdout(events, cuts, held)))

@@ -1,13 +1,14 @@
-"""The rank stage's learned part, one call: train tonight's ranker on the temporal holdout, judge it, and when it
+"""The rank stage's learned part, one call: train tonight's ranker on the night's holdout, judge it, and when it
 serves re-rank tonight's candidates with it (business terms and diversity after it) inside Spark.
 
 Training data without leakage: the candidates are those of the night's holdout model (ALS fitted on the holdout's
-train part, the interactions before its cutoff, with the night's settings; fitted once a night by the gate or by
-this stage, whichever runs first, `jobs.evaluation.holdout_model`), for a seeded sample of up to
-`rank.ranker.max_train_persons`
-holdout persons; their features come from those pre-cutoff interactions only (as of the cutoff), and their labels
-from what each person did from the cutoff on (`features.GRADES`). The sample's feature table is the only thing
-collected to the driver.
+train part with the night's settings; fitted once a night by the gate or by this stage, whichever runs first,
+`jobs.evaluation.holdout_model`), for a seeded sample of up to `rank.ranker.max_train_persons` holdout persons.
+On a temporal holdout their features come from the interactions before its cutoff only (as of the cutoff), and
+their labels from what each person did from the cutoff on (`features.GRADES`). On a per-person holdout each
+person has their own cut: features from their own interactions up to it (recencies counted from the end of their
+cut day), labels from what the split held out of them (`features.per_person_training_examples`). The sample's
+feature table is the only thing collected to the driver.
 """
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import datetime as dt
 import logging
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from jobs.config import RecsConfig
-from jobs.ranking.features import FEATURES, candidate_features, training_examples
+from jobs.evaluation.person_split import PER_PERSON, TEMPORAL
+from jobs.ranking.features import FEATURES, candidate_features, per_person_training_examples, training_examples
 from jobs.ranking.ltr import RankerResult, rerank_spark, train_ranker
 from jobs.storage.datasets import Datasets
 
@@ -39,29 +42,42 @@ def training_frame(spark: SparkSession, cfg: RecsConfig, data: Datasets, run_dat
                                segment_dimensions=tuple(cfg.segments.dimensions), seed=cfg.seed,
                                half_life_days=cfg.interactions.half_life_days)
     except HoldoutMissingError as e:
-        return None, f"no temporal holdout to train on ({e})"
-    if holdout.kind != "temporal":  # features are computed as of one cutoff; a per-person holdout has one per person
-        return None, f"tonight's holdout is {holdout.kind}, not temporal ({holdout.reason}): no leak-free training rows"
+        return None, f"no holdout to train on ({e})"
     if len(holdout.persons) == 0 or holdout.matrix.nnz == 0:
         return None, "the holdout has no person with history before the cutoff and activity after it"
     # the night's holdout ALS: the gate fitted and saved it when it ran first (jobs/evaluation/holdout_model.py)
     model, fit = holdout_model(data, holdout, cfg.als, half_life_days=cfg.interactions.half_life_days, seed=cfg.seed)
     recs = model_recs(holdout, cfg.als, seed=cfg.seed, k=cfg.candidates.n, index_settings=cfg.candidates.index,
                       model=model)
-    cut_day = holdout.cutoff.date().isoformat()
     candidates = spark.createDataFrame(recs[["person_id", "item_id", "score"]].astype({"score": "float64"}))
-    days = holdout.counts["holdout_days"]
-    # one day more than the holdout, so the cut day itself is read whatever the cutoff rule; the cut is exact below
-    events = data.window_events(spark, run_date, days + 1, columns=[
-        "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id"])
-    after = attribute_events(events, load_state_nodes(spark, data.layout, run_date))
-    examples = training_examples(candidates, after, data.holdout_train.read_spark(spark, run_date),
-                                 data.validated_catalog.read_spark(spark, run_date),
-                                 data.persons.read_spark(spark, run_date), cut_day=cut_day,
-                                 segment_dimensions=tuple(cfg.segments.dimensions))
+    inputs = dict(interactions=data.holdout_train.read_spark(spark, run_date),
+                  catalog=data.validated_catalog.read_spark(spark, run_date),
+                  persons=data.persons.read_spark(spark, run_date), segment_dimensions=tuple(cfg.segments.dimensions))
+
+    def events_of_last(days: int) -> DataFrame:  # the callee cuts them exactly
+        events = data.window_events(spark, run_date, days, columns=[
+            "anonymous_id", "user_id", "session_id", "event_time", "event_type", "item_id"])
+        return attribute_events(events, load_state_nodes(spark, data.layout, run_date))
+
+    if holdout.kind == PER_PERSON:
+        cuts = data.holdout_cuts.read_spark(spark, run_date).join(
+            spark.createDataFrame([(str(p),) for p in holdout.persons], "person_id string"), "person_id", "left_semi")
+        span = cuts.agg(F.min("cut_day").alias("first"), F.max("cut_day").alias("last")).first()
+        as_of = holdout.cutoff.date().isoformat()  # the end of D: where the global timeline ends
+        examples = per_person_training_examples(
+            candidates, events_of_last((dt.date.fromisoformat(run_date) - span["first"]).days + 1), cuts=cuts,
+            held=data.holdout_test.read_spark(spark, run_date), as_of=as_of, **inputs)
+        first, last = span["first"].isoformat(), span["last"].isoformat()
+        cut_info = {"holdout": PER_PERSON, "cutoff": f"per person, {first} to {last}", "cut_days": [first, last],
+                    "features_as_of": "the end of each person's cut day (item-level figures: the end of D)"}
+    else:
+        cut_day = holdout.cutoff.date().isoformat()
+        days = holdout.counts["holdout_days"]
+        # one day more than the holdout, so the cut day itself is read whatever the cutoff rule
+        examples = training_examples(candidates, events_of_last(days + 1), cut_day=cut_day, **inputs)
+        cut_info = {"holdout": TEMPORAL, "cutoff": cut_day, "holdout_days": days}
     frame = examples.toPandas()
-    return frame, {"cutoff": cut_day, "holdout_days": days, "candidates_per_person": cfg.candidates.n,
-                   "holdout_model": fit}
+    return frame, {**cut_info, "candidates_per_person": cfg.candidates.n, "holdout_model": fit}
 
 
 def learned_candidates(spark: SparkSession, cfg: RecsConfig, run_date: str, candidates: DataFrame,
@@ -80,7 +96,8 @@ def learned_candidates(spark: SparkSession, cfg: RecsConfig, run_date: str, cand
             report["reason"] = f"{info}: tonight falls back to the retrieval order (blend)"
         else:
             result: RankerResult = train_ranker(frame, ranker, seed=cfg.seed, business=cfg.rank.business,
-                                                diversity=cfg.rank.diversity)
+                                                diversity=cfg.rank.diversity,
+                                                beyond_noise=info["holdout"] == PER_PERSON)
             report.update(training=info, serves=result.serves, reason=result.reason, counts=result.counts,
                           validation=result.validation, importances=result.importances)
             if result.serves:
