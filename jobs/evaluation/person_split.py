@@ -96,26 +96,28 @@ def per_person_cuts(events: DataFrame, *, test_event_types: tuple[str, ...], sha
     return cuts, held
 
 
+def _marked(events: DataFrame, cuts: DataFrame, held: DataFrame, how: str):
+    """(`events` with the person's cut_day and a `_held` mark on held-out pairs, whether an event is inside the
+    held-out part: after the person's cut day, or on it on a held-out item)."""
+    from pyspark.sql import functions as F
+
+    marked = (events.join(cuts.select("person_id", "cut_day"), "person_id", how)
+              .join(held.select("person_id", "item_id", F.lit(True).alias("_held")), ["person_id", "item_id"], "left"))
+    day = F.to_date("event_time")
+    return marked, (day > F.col("cut_day")) | ((day == F.col("cut_day")) & F.col("_held").isNotNull())
+
+
 def outside_holdout(events: DataFrame, cuts: DataFrame, held: DataFrame) -> DataFrame:
     """`events` without what a per-person split holds out: a held-out person's events after their cut day, and
     on the cut day their events on held-out items. Everyone else's events are all kept."""
     from pyspark.sql import functions as F
 
-    marked = (events.join(cuts.select("person_id", "cut_day"), "person_id", "left")
-              .join(held.select("person_id", "item_id", F.lit(True).alias("_held")), ["person_id", "item_id"], "left"))
-    day = F.to_date("event_time")
-    keep = (F.col("cut_day").isNull() | (day < F.col("cut_day"))
-            | ((day == F.col("cut_day")) & F.col("_held").isNull()))
-    return marked.where(keep).drop("cut_day", "_held")
+    marked, inside = _marked(events, cuts, held, "left")
+    return marked.where(F.col("cut_day").isNull() | ~inside).drop("cut_day", "_held")
 
 
 def inside_holdout(events: DataFrame, cuts: DataFrame, held: DataFrame) -> DataFrame:
     """The held-out persons' events that `outside_holdout` leaves out: after their cut day, and on it those on
     held-out items (what the learned ranker is labelled with, `jobs.ranking.features`)."""
-    from pyspark.sql import functions as F
-
-    marked = (events.join(cuts.select("person_id", "cut_day"), "person_id")
-              .join(held.select("person_id", "item_id", F.lit(True).alias("_held")), ["person_id", "item_id"], "left"))
-    day = F.to_date("event_time")
-    inside = (day > F.col("cut_day")) | ((day == F.col("cut_day")) & F.col("_held").isNotNull())
+    marked, inside = _marked(events, cuts, held, "inner")
     return marked.where(inside).drop("cut_day", "_held")
