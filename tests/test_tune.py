@@ -106,7 +106,7 @@ def test_too_few_test_persons_keep_the_current_settings(tmp_path):
 
 @pytest.mark.spark
 def test_a_wide_night_searches_the_popularity_weight_on_the_lists_it_would_publish(spark, tmp_path):
-    cfg = shop_cfg(tmp_path, "tuning.max_trials=3")
+    cfg = shop_cfg(tmp_path, "tuning.max_trials=3", "tuning.budget_seconds_wide=3600")
     assert cfg.rank.popularity_weight == 0.1  # the default, not pinned
     write_shop(cfg, spark=spark)
     summary = tune.run(spark, cfg, RUN_DATE)
@@ -123,4 +123,10 @@ def test_a_wide_night_searches_the_popularity_weight_on_the_lists_it_would_publi
     write_shop(pinned, spark=spark)
     again = tune.run(spark, pinned, RUN_DATE)
     assert Datasets(pinned.data_root).tuning.read(RUN_DATE)["rank_weight"] is None
+    # a budget spent by the model's search: the grid stops after its first trial (the current weight)
+    tight = shop_cfg(tmp_path / "tight", "tuning.max_trials=2", "tuning.budget_seconds_wide=0.01")
+    write_shop(tight, spark=spark)
+    tune.run(spark, tight, RUN_DATE)
+    assert [t["settings"][RANK_WEIGHT_KEY] for t in Datasets(tight.data_root).tuning.read(RUN_DATE)["rank_weight"]
+            ["trials"]] == [0.1]
     assert RANK_WEIGHT_KEY not in again["settings"] and again["rank_weight_trials"] == 0

@@ -116,23 +116,30 @@ def search_holdout(cfg: RecsConfig, holdout: Holdout, *, space: Space, current: 
                   min_trials=min_trials)
 
 
-def search_rank_weight(spark, data: Datasets, cfg: RecsConfig, holdout: Holdout, *, seed: int) -> list[dict]:
+def search_rank_weight(spark, data: Datasets, cfg: RecsConfig, holdout: Holdout, *, seed: int,
+                       budget_seconds: float) -> list[dict]:
     """Trials of `rank.popularity_weight` (trial 0 = `cfg`'s, then each of `POPULARITY_WEIGHTS`) on the lists the
     night would publish, rebuilt on `holdout` as the gate rebuilds them (`jobs.evaluation.night_lists`: `cfg`'s
     retrieval once, then the ranking step, fill and demotion per weight), scored like the model's trials. A fixed
-    grid, not a timed search: the first list build pays for what every trial shares (segment popularity, item
-    features), the others are small Spark jobs over the sampled persons."""
+    grid, walked while `budget_seconds` lasts (trial 0 always runs: it pays for what every trial shares, segment
+    popularity and item features; the others are small Spark jobs over the sampled persons).
+
+    The retrieval's ALS is the night's holdout model (`holdout_model`), saved here for the gate and the rank
+    stage, which then read it instead of fitting it again."""
+    started = time.perf_counter()
     src = holdout_sources(spark, data, holdout, cfg)
     try:
-        candidates = retrieval_candidates(src, cfg, seed=seed)
+        candidates = retrieval_candidates(src, cfg, seed=seed, shared=True)
         trials = []
         for weight in dict.fromkeys([cfg.rank.popularity_weight, *POPULARITY_WEIGHTS]):
-            started = time.perf_counter()
+            if trials and time.perf_counter() - started >= budget_seconds:
+                break
+            trial_started = time.perf_counter()
             lists = pipeline_lists(src, cfg.with_settings({RANK_WEIGHT_KEY: weight}), candidates)
             metrics = evaluate(holdout, lists, k=cfg.gate.k, beyond_accuracy=False)
             trials.append({"trial": len(trials), "settings": {RANK_WEIGHT_KEY: weight},
                            **{m: metrics[m] for m in FIGURES if m != "seconds"},
-                           "seconds": round(time.perf_counter() - started, 3)})
+                           "seconds": round(time.perf_counter() - trial_started, 3)})
     finally:
         release(src)
     return trials

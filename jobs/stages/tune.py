@@ -99,7 +99,10 @@ def run(spark, cfg: RecsConfig, run_date: str) -> dict:
     changes, reason, rank = dict(chosen["changes"]), chosen["reason"], {}
     if search_rank:
         rank_started = time.time()
-        rank_trials = search_rank_weight(spark, data, cfg.with_settings(settings), holdout, seed=cfg.seed)
+        # what the model's search left of the budget (at least its share); the grid's first trial always runs
+        left = max(budget - (rank_started - search_started), budget * RANK_SEARCH_SHARE)
+        rank_trials = search_rank_weight(spark, data, cfg.with_settings(settings), holdout, seed=cfg.seed,
+                                         budget_seconds=left)
         rank = {**adoption(rank_trials, min_relative_gain=cfg.tuning.min_relative_gain), "trials": rank_trials,
                 "seconds": round(time.time() - rank_started, 1)}
         settings.update(rank["settings"])
