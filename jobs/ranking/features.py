@@ -120,11 +120,11 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
                                  recent.alias("recent"), "last_time")
              .join(F.broadcast(items), "item_id", "left"))
 
+    # Item level, one row per catalog item, broadcast to the candidates (no shuffle of the big side).
     pop = pairs.groupBy("item_id").agg(F.log1p(F.sum("weight")).alias("item_popularity"),
                                        F.log1p(F.sum("recent")).alias("item_popularity_recent"),
                                        (F.sum("recent") / F.sum("weight")).alias("item_trend"),
                                        F.sum("weight").alias("item_weight"))
-
     # the item's share of its category's traffic, per day it was listed in the data's period (an item listed
     # last week is not a tenth as popular as one listed all period)
     start = pairs.agg(F.min("last_time").alias("period_start"))
@@ -137,33 +137,50 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
     item_share = (rates.join(category_rates, "category_key")
                   .select("item_id", F.log((F.col("item_rate") + F.lit(1e-6))
                                            / (F.col("category_rate") + F.lit(1e-6))).alias("item_category_share")))
+    # everyone's weight on each category and top-level category, and on each brand inside one (the brand's lift)
+    top_all = pairs.groupBy("category_top").agg(F.sum("weight").alias("category_top_all"))
+    category_all = pairs.groupBy("category_key").agg(F.sum("weight").alias("category_key_all"))
+    top_brand_all = (pairs.where(F.col("brand").isNotNull()).groupBy("category_top", "brand")
+                     .agg(F.sum("weight").alias("top_brand_all")))
+    item_table = (items.join(pop.drop("item_weight"), "item_id", "left").join(item_share, "item_id", "left")
+                  .join(top_all, "category_top", "left").join(category_all, "category_key", "left")
+                  .join(top_brand_all, ["category_top", "brand"], "left"))
+    totals = pairs.groupBy("person_id").agg(F.sum("weight").alias("total_weight"))
+    prior = totals.agg((F.lit(CATEGORY_PRIOR_SHARE) * F.percentile_approx("total_weight", 0.5))
+                       .alias("category_prior")).crossJoin(pairs.agg(F.sum("weight").alias("all_weight")))
+
+    # Person level, only for the candidates' persons, one row per person with their histories as maps (one join
+    # of the candidates by person instead of one per grouping): clustered by person once, so every grouping
+    # below and the join reuse that partitioning.
+    own = pairs.join(candidates.select("person_id").distinct(), "person_id", "left_semi").repartition("person_id")
+
+    def history(key, name: str, **values):
+        """{key: struct(values)} per person, over their rows with a key."""
+        keyed = own.where(F.col(key).isNotNull()) if isinstance(key, str) else own
+        key_col = F.col(key) if isinstance(key, str) else key
+        grouped = keyed.groupBy("person_id", key_col.alias("_key")).agg(
+            *[agg.alias(v) for v, agg in values.items()])
+        return grouped.groupBy("person_id").agg(
+            F.map_from_entries(F.collect_list(F.struct("_key", F.struct(*values)))).alias(name))
+
+    profile = own.groupBy("person_id").agg(
+        F.log1p(F.count("*")).alias("person_items"), F.sum("weight").alias("total_weight"),
+        F.avg("log_price").alias("band_mean"), F.stddev_pop("log_price").alias("band_std"))
+    histories = [
+        history("category_key", "by_category", w=F.sum("weight"), last=F.max("last_time")),
+        history("brand", "by_brand", w=F.sum("weight")),
+        history("category_top", "by_top", w=F.sum("weight")),
+        history(F.struct("category_top", "brand"), "by_top_brand", w=F.sum("weight")),
+        history("item_id", "by_item", w=F.sum("weight"), last=F.max("last_time"))]
+    person_table = profile
+    for h in histories:
+        person_table = person_table.join(h, "person_id", "left")
     person_cols = [F.col(d) if d in persons.columns else F.lit(None).cast("string").alias(d)
                    for d in segment_dimensions]
     segment_of = persons.select("person_id", *person_cols).select(
         "person_id", key_column(list(segment_dimensions)).alias("segment"))
     seg_pop = (pairs.join(segment_of, "person_id").where(F.col("segment").isNotNull())
                .groupBy("segment", "item_id").agg(F.log1p(F.sum("weight")).alias("item_popularity_segment")))
-
-    profile = pairs.groupBy("person_id").agg(
-        F.log1p(F.count("*")).alias("person_items"), F.sum("weight").alias("total_weight"),
-        F.avg("log_price").alias("band_mean"), F.stddev_pop("log_price").alias("band_std"))
-    cat_aff = pairs.groupBy("person_id", "category_key").agg(F.sum("weight").alias("cat_weight"),
-                                                         F.max("last_time").alias("cat_last"))
-    brand_aff = (pairs.where(F.col("brand").isNotNull())
-                 .groupBy("person_id", "brand").agg(F.sum("weight").alias("brand_weight")))
-    prior = profile.agg((F.lit(CATEGORY_PRIOR_SHARE) * F.percentile_approx("total_weight", 0.5))
-                        .alias("category_prior")).crossJoin(pairs.agg(F.sum("weight").alias("all_weight")))
-    # everyone's weight on each category and top-level category, the person's on each top-level category, and
-    # on each brand inside one (the brand's lift)
-    top_person = pairs.groupBy("person_id", "category_top").agg(F.sum("weight").alias("category_top_person"))
-    top_all = pairs.groupBy("category_top").agg(F.sum("weight").alias("category_top_all"))
-    category_all = pairs.groupBy("category_key").agg(F.sum("weight").alias("category_key_all"))
-    top_brand = pairs.where(F.col("brand").isNotNull())
-    top_brand_person = top_brand.groupBy("person_id", "category_top", "brand").agg(
-        F.sum("weight").alias("top_brand_person"))
-    top_brand_all = top_brand.groupBy("category_top", "brand").agg(F.sum("weight").alias("top_brand_all"))
-    seen = pairs.select("person_id", "item_id", F.col("weight").alias("seen_weight"),
-                        F.col("last_time").alias("seen_last"))
 
     # co-occurrence: how many persons interacted with both the candidate and one of the person's latest items,
     # summed over those items (log-scaled). Counted over everyone's latest `history_items` items: the self-join
@@ -189,32 +206,33 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
     by_person = Window.partitionBy("person_id")
     rank_order = Window.partitionBy("person_id").orderBy(F.desc("score"), F.asc("item_id"))
     lo, hi = F.min("score").over(by_person), F.max("score").over(by_person)
-    out = (candidates
+    person_end, by_person_joins = as_of_end, candidates.join(person_table, "person_id", "left")
+    if person_as_of is not None:
+        by_person_joins = by_person_joins.join(
+            person_as_of.select("person_id", F.col("as_of_time").alias("_person_as_of")), "person_id", "left")
+        person_end = F.coalesce(F.col("_person_as_of"), as_of_end)
+    out = (by_person_joins
+           .join(segment_of, "person_id", "left")
+           # after the joins by person: the windows reuse their partitioning
            .withColumn("retrieval_score", F.col("score").cast("double"))
            .withColumn("retrieval_rank", F.row_number().over(rank_order).cast("double"))
            .withColumn("retrieval_score_scaled",
                        F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0)).cast("double"))
-           .join(F.broadcast(items), "item_id", "left")
-           .join(pop, "item_id", "left")
-           .join(segment_of, "person_id", "left")
+           .join(F.broadcast(item_table), "item_id", "left")
            .join(seg_pop, ["segment", "item_id"], "left")
-           .join(profile, "person_id", "left")
-           .join(cat_aff, ["person_id", "category_key"], "left")
-           .join(brand_aff, ["person_id", "brand"], "left")
            .join(cooc, ["person_id", "item_id"], "left")
-           .join(seen, ["person_id", "item_id"], "left")
-           .join(item_share, "item_id", "left")
-           .join(top_person, ["person_id", "category_top"], "left")
-           .join(F.broadcast(top_all), "category_top", "left")
-           .join(F.broadcast(category_all), "category_key", "left")
-           .join(top_brand_person, ["person_id", "category_top", "brand"], "left")
-           .join(F.broadcast(top_brand_all), ["category_top", "brand"], "left")
            .crossJoin(F.broadcast(prior)))
-    person_end = as_of_end
-    if person_as_of is not None:
-        out = out.join(person_as_of.select("person_id", F.col("as_of_time").alias("_person_as_of")), "person_id",
-                       "left")
-        person_end = F.coalesce(F.col("_person_as_of"), as_of_end)
+
+    def looked_up(name: str, key):
+        return F.try_element_at(F.col(name), key)
+
+    category = looked_up("by_category", F.col("category_key"))
+    seen = looked_up("by_item", F.col("item_id"))
+    out = (out.withColumn("cat_weight", category["w"]).withColumn("cat_last", category["last"])
+           .withColumn("brand_weight", looked_up("by_brand", F.col("brand"))["w"])
+           .withColumn("category_top_person", looked_up("by_top", F.col("category_top"))["w"])
+           .withColumn("top_brand_person", looked_up("by_top_brand", F.struct("category_top", "brand"))["w"])
+           .withColumn("seen_weight", seen["w"]).withColumn("seen_last", seen["last"]))
     # P(category | person), the person's weights smoothed towards everyone's (`CATEGORY_PRIOR_SHARE`), times
     # P(item | category): the two-step choice "which category, then which item in it", on a log scale. (Smoothing
     # down the path, a leaf towards the person's share of its top-level category, ordered worse on the synthetic
