@@ -165,13 +165,22 @@ def rerank_person(candidates: pd.DataFrame, relevance, *, business: BusinessConf
                   diversity: DiversityConfig | None) -> np.ndarray:
     """One person's candidates (sorted by item_id; category, margin_rate, stock_qty) in final order: positions.
     relevance is scaled 0..1, the business adjustment added, then the MMR re-rank applied."""
+    return _person_order(relevance, _column(candidates, "margin_rate"), _column(candidates, "stock_qty"),
+                         _categories(candidates), business=business, diversity=diversity)
+
+
+def _person_order(relevance, margin_rate, stock_qty, categories, *, business: BusinessConfig | None,
+                  diversity: DiversityConfig | None) -> np.ndarray:
     rel = mmr.scaled(relevance)
     if business is not None:
-        rel = business_terms.adjusted(rel, _column(candidates, "margin_rate"), _column(candidates, "stock_qty"),
-                                      business)
+        rel = business_terms.adjusted(rel, margin_rate, stock_qty, business)
     if diversity is None:
         return np.argsort(-rel, kind="stable")
-    return mmr.mmr_order(rel, candidates["category"].fillna("").to_numpy(dtype=object), diversity)
+    return mmr.mmr_order(rel, categories, diversity)
+
+
+def _categories(frame: pd.DataFrame) -> np.ndarray:
+    return frame["category"].fillna("").to_numpy(dtype=object)
 
 
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -229,9 +238,12 @@ def _rerank_batch(pdf: pd.DataFrame, model: str | None, business, diversity) -> 
     persons = pdf["person_id"].to_numpy(dtype=object)
     starts = np.flatnonzero(np.r_[True, persons[1:] != persons[:-1]])
     ends = np.r_[starts[1:], len(pdf)]
+    # the batch's columns as arrays once: slicing a frame per person cost more than the re-rank itself
+    margin, stock, categories = _column(pdf, "margin_rate"), _column(pdf, "stock_qty"), _categories(pdf)
     rows, scores = [], []
     for a, b in zip(starts, ends):
-        order = rerank_person(pdf.iloc[a:b], relevance[a:b], business=business, diversity=diversity)
+        order = _person_order(relevance[a:b], margin[a:b], stock[a:b], categories[a:b], business=business,
+                              diversity=diversity)
         rows.append(a + order)
         scores.append(1.0 - np.arange(b - a, dtype=np.float64) / (b - a))
     taken = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
