@@ -161,7 +161,8 @@ def ablation(frame, result, cfg, available, categories, oracle=None) -> list[tup
         binary = evaluate_all(lists[["person_id", "item_id", "rank"]], truth, k=K, catalog=available,
                               item_categories=categories)
         out.append((name, {"ndcg_graded": graded["ndcg"], "ndcg": binary["ndcg_at_k"], "map": binary["map_at_k"],
-                           "coverage": binary["catalog_coverage"], "diversity": graded["diversity"]}))
+                           "coverage": binary["catalog_coverage"], "diversity": graded["diversity"],
+                           "diversity_at_5": list_figures(lists, k=5)["diversity"]}))
     return out
 
 
@@ -205,14 +206,17 @@ def run_shop(shop: str, args, spark, conf: str | None = None) -> list[str]:
     frame = frame.reset_index(drop=True)
     oracle = generator_oracle(root, frame, info["cutoff"]) if shop == "synthetic" else None
     rows = ablation(frame, result, cfg, available, categories, oracle)
+    base = dict(rows)["retrieval order"]
+    ranker = dict(rows)["ranker"]
     for strength in [float(x) for x in args.strengths.split(",") if x]:  # the diversity default's trade-off
         c = cfg.replace(rank=dataclasses.replace(
             cfg.rank, diversity=dataclasses.replace(cfg.rank.diversity, strength=strength)))
         name, m = ablation(frame, result, c, available, categories)[-1]
-        print(f"{shop}: diversity strength {strength}: NDCG@10 graded {m['ndcg_graded']:.4f} binary {m['ndcg']:.4f}"
-              f" diversity {m['diversity']:.4f}", flush=True)
-    base = dict(rows)["retrieval order"]
-    ranker = dict(rows)["ranker"]
+        # top 5 too: a page shows its items in relevance order, so diversity inside a page is not the page's
+        print(f"{shop}: diversity strength {strength}: NDCG@10 graded {m['ndcg_graded']:.4f} "
+              f"({1 - m['ndcg_graded'] / ranker['ndcg_graded']:.1%} cost vs ranker) binary {m['ndcg']:.4f} "
+              f"diversity {m['diversity']:.4f} ({m['diversity'] / ranker['diversity'] - 1:+.1%}), top 5 "
+              f"{m['diversity_at_5']:.4f} ({m['diversity_at_5'] / ranker['diversity_at_5'] - 1:+.1%})", flush=True)
     lines = []
     for name, m in rows:
         lift = m["ndcg_graded"] / base["ndcg_graded"] - 1 if base["ndcg_graded"] else float("nan")

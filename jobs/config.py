@@ -179,7 +179,8 @@ class BusinessConfig:
 
 @dataclass(frozen=True)
 class DiversityConfig:
-    """MMR over leaf categories after the business terms (jobs/ranking/diversity.py); strength 0 turns it off."""
+    """MMR over leaf categories after the business terms (jobs/ranking/diversity.py), page by page (`depth`
+    positions a page); strength 0 turns it off."""
     strength: float
     depth: int
 

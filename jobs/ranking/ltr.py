@@ -164,19 +164,22 @@ def score(model: str, features: pd.DataFrame) -> np.ndarray:
 def rerank_person(candidates: pd.DataFrame, relevance, *, business: BusinessConfig | None,
                   diversity: DiversityConfig | None) -> np.ndarray:
     """One person's candidates (sorted by item_id; category, margin_rate, stock_qty) in final order: positions.
-    relevance is scaled 0..1, the business adjustment added, then the MMR re-rank applied."""
+    relevance is scaled 0..1, the business adjustment added, then the MMR re-rank applied in score units."""
     return _person_order(relevance, _column(candidates, "margin_rate"), _column(candidates, "stock_qty"),
                          _categories(candidates), business=business, diversity=diversity)
 
 
 def _person_order(relevance, margin_rate, stock_qty, categories, *, business: BusinessConfig | None,
                   diversity: DiversityConfig | None) -> np.ndarray:
-    rel = mmr.scaled(relevance)
+    raw = np.asarray(relevance, dtype=np.float64)
+    rel = mmr.scaled(raw)
     if business is not None:
         rel = business_terms.adjusted(rel, margin_rate, stock_qty, business)
     if diversity is None:
         return np.argsort(-rel, kind="stable")
-    return mmr.mmr_order(rel, categories, diversity)
+    # business terms are bounded in 0..1 units of the person's range; MMR weighs the ranker's score gaps as odds
+    spread = raw.max() - raw.min() if len(raw) else 0.0
+    return mmr.mmr_order(raw.min() + rel * spread if spread > 0 else rel, categories, diversity)
 
 
 def _categories(frame: pd.DataFrame) -> np.ndarray:
