@@ -206,33 +206,35 @@ def candidate_features(candidates: DataFrame, interactions: DataFrame, catalog: 
     by_person = Window.partitionBy("person_id")
     rank_order = Window.partitionBy("person_id").orderBy(F.desc("score"), F.asc("item_id"))
     lo, hi = F.min("score").over(by_person), F.max("score").over(by_person)
-    person_end, by_person_joins = as_of_end, candidates.join(person_table, "person_id", "left")
+    def looked_up(name: str, key):
+        return F.try_element_at(F.col(name), key)
+
+    category, seen = looked_up("by_category", F.col("category_key")), looked_up("by_item", F.col("item_id"))
+    # the item's columns first (broadcast, no shuffle), so that each person's histories are looked up at the join
+    # and dropped there: carried on, they made every candidate row as wide as its person's whole history
+    with_person = (candidates.join(F.broadcast(item_table), "item_id", "left")
+                   .join(person_table, "person_id", "left")
+                   .withColumn("cat_weight", category["w"]).withColumn("cat_last", category["last"])
+                   .withColumn("brand_weight", looked_up("by_brand", F.col("brand"))["w"])
+                   .withColumn("category_top_person", looked_up("by_top", F.col("category_top"))["w"])
+                   .withColumn("top_brand_person", looked_up("by_top_brand", F.struct("category_top", "brand"))["w"])
+                   .withColumn("seen_weight", seen["w"]).withColumn("seen_last", seen["last"])
+                   .drop("by_category", "by_brand", "by_top", "by_top_brand", "by_item"))
+    person_end = as_of_end
     if person_as_of is not None:
-        by_person_joins = by_person_joins.join(
+        with_person = with_person.join(
             person_as_of.select("person_id", F.col("as_of_time").alias("_person_as_of")), "person_id", "left")
         person_end = F.coalesce(F.col("_person_as_of"), as_of_end)
-    out = (by_person_joins
+    out = (with_person
            .join(segment_of, "person_id", "left")
            # after the joins by person: the windows reuse their partitioning
            .withColumn("retrieval_score", F.col("score").cast("double"))
            .withColumn("retrieval_rank", F.row_number().over(rank_order).cast("double"))
            .withColumn("retrieval_score_scaled",
                        F.when(hi > lo, (F.col("score") - lo) / (hi - lo)).otherwise(F.lit(1.0)).cast("double"))
-           .join(F.broadcast(item_table), "item_id", "left")
            .join(seg_pop, ["segment", "item_id"], "left")
            .join(cooc, ["person_id", "item_id"], "left")
            .crossJoin(F.broadcast(prior)))
-
-    def looked_up(name: str, key):
-        return F.try_element_at(F.col(name), key)
-
-    category = looked_up("by_category", F.col("category_key"))
-    seen = looked_up("by_item", F.col("item_id"))
-    out = (out.withColumn("cat_weight", category["w"]).withColumn("cat_last", category["last"])
-           .withColumn("brand_weight", looked_up("by_brand", F.col("brand"))["w"])
-           .withColumn("category_top_person", looked_up("by_top", F.col("category_top"))["w"])
-           .withColumn("top_brand_person", looked_up("by_top_brand", F.struct("category_top", "brand"))["w"])
-           .withColumn("seen_weight", seen["w"]).withColumn("seen_last", seen["last"]))
     # P(category | person), the person's weights smoothed towards everyone's (`CATEGORY_PRIOR_SHARE`), times
     # P(item | category): the two-step choice "which category, then which item in it", on a log scale. (Smoothing
     # down the path, a leaf towards the person's share of its top-level category, ordered worse on the synthetic
